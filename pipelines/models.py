@@ -1,0 +1,193 @@
+"""Configuration the gateway authenticates against: pipelines and everything hanging off them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from pipelines import tokens
+
+
+class Status(models.TextChoices):
+    ACTIVE = "active", "active"
+    REVOKED = "revoked", "revoked"
+
+
+class Pipeline(models.Model):
+    class Type(models.TextChoices):
+        WEB = "web", "web"
+        APP = "app", "app"
+        SERVER = "server", "server"
+
+    id = models.CharField(primary_key=True, max_length=40, default=tokens.new_pipeline_id, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200, unique=True)
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.WEB)
+    enabled = models.BooleanField(default=True)
+    rate_limit_rps = models.PositiveIntegerField(default=1000, help_text="Events per second, across all gateway processes.")
+    dedup_enabled = models.BooleanField(default=True, help_text="Drop a messageId seen in the last 24 hours.")
+    cookie_domain = models.CharField(max_length=253, blank=True, help_text="Overrides COOKIE_DOMAIN for this pipeline.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class PipelineKey(models.Model):
+    key = models.CharField(max_length=80, unique=True, default=tokens.new_pipeline_key, editable=False)
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="keys")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SigningSecret(models.Model):
+    """An HMAC secret for server-side calls; the plaintext is shown once and stored encrypted."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="signing_secrets")
+    secret_encrypted = models.TextField(editable=False)
+    hint = models.CharField(max_length=16, editable=False, help_text="Last characters, to tell secrets apart.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"sk_…{self.hint} ({self.status})"
+
+
+class Source(models.Model):
+    class Kind(models.TextChoices):
+        BROWSER = "browser", "browser"
+        SERVER = "server", "server"
+        BATCH = "batch", "batch"
+        PIXEL = "pixel", "pixel"
+        WEBHOOK = "webhook", "webhook"
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="sources")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["pipeline", "kind", "created_at"]
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if not self.id:
+            self.id = tokens.new_source_id(self.kind)
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name or self.id}"
+
+
+def normalize_origin(value: str) -> str:
+    """``https://Shop.Example.com:443/`` -> ``https://shop.example.com``; raises ValidationError."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValidationError(f"{value!r} is not an origin such as https://shop.example.com")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username:
+        raise ValidationError(f"{value!r} has more than scheme, host and port")
+    host = parts.hostname.lower()
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationError(f"{value!r} has an invalid port") from exc
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
+class AllowedOrigin(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="origins")
+    origin = models.CharField(max_length=300, help_text="Scheme, host and port, e.g. https://shop.example.com")
+
+    class Meta:
+        ordering = ["origin"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "origin"], name="unique_origin_per_pipeline")]
+
+    def clean(self) -> None:
+        self.origin = normalize_origin(self.origin)
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.origin = normalize_origin(self.origin)
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return self.origin
+
+
+MAPPABLE_FIELDS = {"type", "event", "name", "userId", "anonymousId", "groupId", "messageId", "timestamp", "properties", "traits", "context"}
+_PATH_RE = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
+
+
+def validate_mapping(mapping: object) -> None:
+    """A mapping is ``{"envelope field": "dotted.path.in.payload"}``; nested targets such as
+    ``properties.amount`` are allowed under properties, traits and context."""
+    if not isinstance(mapping, dict):
+        raise ValidationError("mapping must be a JSON object of envelope field -> dotted payload path")
+    for target, path in mapping.items():
+        head = target.split(".", 1)[0]
+        if head not in MAPPABLE_FIELDS or ("." in target and head not in {"properties", "traits", "context"}):
+            raise ValidationError(f"mapping target {target!r} is not an envelope field")
+        if not isinstance(path, str) or not _PATH_RE.match(path):
+            raise ValidationError(f"mapping path for {target!r} must be a dotted path such as data.object.id")
+
+
+class WebhookSecret(models.Model):
+    class Scheme(models.TextChoices):
+        STRIPE = "stripe", "Stripe"
+        SHOPIFY = "shopify", "Shopify"
+        GITHUB = "github", "GitHub"
+        HUBSPOT_V3 = "hubspot-v3", "HubSpot v3"
+        STANDARD_WEBHOOKS = "standard-webhooks", "Standard Webhooks (Svix)"
+        GENERIC_HMAC = "generic-hmac", "Generic HMAC"
+        SHARED_SECRET = "shared-secret", "Shared secret header"
+        NONE = "none", "None (unauthenticated)"
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, primary_key=True, related_name="webhook")
+    scheme = models.CharField(max_length=20, choices=Scheme.choices)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    hint = models.CharField(max_length=16, blank=True, editable=False)
+    tolerance_seconds = models.PositiveIntegerField(default=300)
+    mapping = models.JSONField(default=dict, blank=True, validators=[validate_mapping])
+    # Scheme options: generic-hmac {"header", "encoding": hex|base64, "prefix"}; shared-secret {"header"}.
+    options = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.scheme} for {self.source_id}"
+
+
+def validate_webhook_secret(*, scheme: str, secret: str) -> None:
+    if scheme == WebhookSecret.Scheme.NONE:
+        return
+    if not secret:
+        raise ValidationError(f"scheme {scheme} needs a secret")
+    if scheme == WebhookSecret.Scheme.STANDARD_WEBHOOKS:
+        if not secret.startswith("whsec_"):
+            raise ValidationError("standard-webhooks secrets look like whsec_<base64>")
+        try:
+            base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error as exc:
+            raise ValidationError("standard-webhooks secret is not valid base64 after whsec_") from exc

@@ -1,0 +1,236 @@
+"""Every write to the configuration: used alike by the admin, management commands and tests.
+
+Each function validates first and changes nothing when it refuses (raises ConfigError).
+Gateways learn of the change through pipelines.invalidation, wired to the models' signals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from pipelines import crypto, tokens
+from pipelines.models import (
+    AllowedOrigin,
+    Pipeline,
+    PipelineKey,
+    SigningSecret,
+    Source,
+    Status,
+    WebhookSecret,
+    normalize_origin,
+    validate_mapping,
+    validate_webhook_secret,
+)
+
+MAX_ACTIVE_SIGNING_SECRETS = 2
+
+
+class ConfigError(Exception):
+    """A configuration change was refused; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class PipelineCreated:
+    pipeline: Pipeline
+    pipeline_key: str
+    signing_secret: str
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(exc.messages)
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:180] or "pipeline"
+    slug, n = base, 1
+    while Pipeline.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def pipeline_create(
+    *,
+    name: str,
+    origins: Iterable[str] = (),
+    pipeline_type: str = Pipeline.Type.WEB,
+    rate_limit_rps: int = 1000,
+    dedup_enabled: bool = True,
+    cookie_domain: str = "",
+) -> PipelineCreated:
+    name = name.strip()
+    if not name:
+        raise ConfigError("a pipeline needs a name")
+    if rate_limit_rps < 1:
+        raise ConfigError("rate limit must be at least 1 event/s")
+    if pipeline_type not in Pipeline.Type.values:
+        raise ConfigError(f"type must be one of {', '.join(Pipeline.Type.values)}")
+    try:
+        clean_origins = sorted({normalize_origin(o) for o in origins})
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc)) from exc
+    pipeline = Pipeline.objects.create(
+        name=name,
+        slug=_unique_slug(name),
+        type=pipeline_type,
+        rate_limit_rps=rate_limit_rps,
+        dedup_enabled=dedup_enabled,
+        cookie_domain=cookie_domain.strip(),
+    )
+    AllowedOrigin.objects.bulk_create([AllowedOrigin(pipeline=pipeline, origin=o) for o in clean_origins])
+    key, secret = pipeline_provision(pipeline=pipeline)
+    return PipelineCreated(pipeline=pipeline, pipeline_key=key.key, signing_secret=secret)
+
+
+@transaction.atomic
+def pipeline_provision(*, pipeline: Pipeline) -> tuple[PipelineKey, str]:
+    """A new pipeline's first key and signing secret (the admin's add form calls this too)."""
+    key = key_create(pipeline=pipeline)
+    _, secret = secret_rotate(pipeline=pipeline)
+    return key, secret
+
+
+def key_create(*, pipeline: Pipeline) -> PipelineKey:
+    return PipelineKey.objects.create(pipeline=pipeline)
+
+
+def _key_by_value(key: str) -> PipelineKey:
+    try:
+        return PipelineKey.objects.select_related("pipeline").get(key=key)
+    except PipelineKey.DoesNotExist:
+        raise ConfigError(f"no pipeline key {key}") from None
+
+
+@transaction.atomic
+def key_rotate(*, key: str) -> PipelineKey:
+    """A new key beside the old one, which stays active until it is revoked."""
+    old = _key_by_value(key)
+    if old.status != Status.ACTIVE:
+        raise ConfigError(f"{key} is revoked; rotate from an active key")
+    return key_create(pipeline=old.pipeline)
+
+
+@transaction.atomic
+def key_revoke(*, key: str) -> PipelineKey:
+    found = _key_by_value(key)
+    if found.status == Status.REVOKED:
+        raise ConfigError(f"{key} is already revoked")
+    found.status = Status.REVOKED
+    found.revoked_at = timezone.now()
+    found.save(update_fields=["status", "revoked_at"])
+    return found
+
+
+def pipeline_for_key(*, key: str) -> Pipeline:
+    return _key_by_value(key).pipeline
+
+
+@transaction.atomic
+def secret_rotate(*, pipeline: Pipeline) -> tuple[SigningSecret, str]:
+    """A new signing secret; beyond two active ones, the oldest is revoked.
+
+    Returns the plaintext: the only time it is ever seen.
+    """
+    plaintext = tokens.new_signing_secret()
+    created = SigningSecret.objects.create(
+        pipeline=pipeline, secret_encrypted=crypto.encrypt(plaintext), hint=plaintext[-4:]
+    )
+    active = list(pipeline.signing_secrets.filter(status=Status.ACTIVE).order_by("-created_at", "-id"))
+    for stale in active[MAX_ACTIVE_SIGNING_SECRETS:]:
+        secret_revoke(secret=stale)
+    return created, plaintext
+
+
+def secret_revoke(*, secret: SigningSecret) -> SigningSecret:
+    secret.status = Status.REVOKED
+    secret.revoked_at = timezone.now()
+    secret.save(update_fields=["status", "revoked_at"])
+    return secret
+
+
+def origin_add(*, pipeline: Pipeline, origin: str) -> AllowedOrigin:
+    try:
+        clean = normalize_origin(origin)
+        with transaction.atomic():
+            return AllowedOrigin.objects.create(pipeline=pipeline, origin=clean)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc)) from exc
+    except IntegrityError:
+        raise ConfigError(f"{origin} is already allowed") from None
+
+
+def origin_remove(*, pipeline: Pipeline, origin: str) -> None:
+    try:
+        clean = normalize_origin(origin)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc)) from exc
+    deleted, _ = AllowedOrigin.objects.filter(pipeline=pipeline, origin=clean).delete()
+    if not deleted:
+        raise ConfigError(f"{origin} is not in the allowlist")
+
+
+def pipeline_set_enabled(*, pipeline: Pipeline, enabled: bool) -> Pipeline:
+    pipeline.enabled = enabled
+    pipeline.save(update_fields=["enabled", "updated_at"])
+    return pipeline
+
+
+def webhook_secret_set(*, webhook: WebhookSecret, secret: str) -> WebhookSecret:
+    """Store (or replace) a webhook source's secret, encrypted."""
+    try:
+        validate_webhook_secret(scheme=webhook.scheme, secret=secret)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc)) from exc
+    webhook.secret_encrypted = crypto.encrypt(secret) if secret else ""
+    webhook.hint = secret[-4:] if secret else ""
+    return webhook
+
+
+@transaction.atomic
+def webhook_source_create(
+    *,
+    pipeline: Pipeline,
+    scheme: str,
+    secret: str = "",
+    mapping: dict | None = None,
+    tolerance_seconds: int = 300,
+    options: dict | None = None,
+    name: str = "",
+) -> Source:
+    if scheme not in WebhookSecret.Scheme.values:
+        raise ConfigError(f"scheme must be one of {', '.join(WebhookSecret.Scheme.values)}")
+    mapping = mapping or {}
+    try:
+        validate_mapping(mapping)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc)) from exc
+    if tolerance_seconds < 1:
+        raise ConfigError("tolerance must be at least 1 second")
+    webhook = WebhookSecret(scheme=scheme, tolerance_seconds=tolerance_seconds, mapping=mapping, options=options or {})
+    webhook_secret_set(webhook=webhook, secret=secret)
+    source = Source.objects.create(pipeline=pipeline, kind=Source.Kind.WEBHOOK, name=name)
+    webhook.source = source
+    webhook.save()
+    return source
+
+
+def secrets_reencrypt() -> int:
+    """Re-encrypt every stored secret under ENCRYPTION_KEY; returns how many were rewritten."""
+    count = 0
+    with transaction.atomic():
+        for secret in SigningSecret.objects.select_for_update():
+            secret.secret_encrypted = crypto.reencrypt(secret.secret_encrypted)
+            secret.save(update_fields=["secret_encrypted"])
+            count += 1
+        for webhook in WebhookSecret.objects.select_for_update().exclude(secret_encrypted=""):
+            webhook.secret_encrypted = crypto.reencrypt(webhook.secret_encrypted)
+            webhook.save(update_fields=["secret_encrypted"])
+            count += 1
+    return count

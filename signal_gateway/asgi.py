@@ -1,0 +1,36 @@
+"""ASGI entry point: ingestion paths go to the lean handler, everything else (the admin) to Django's.
+
+Served by daphne: ``daphne -b 127.0.0.1 -p 8080 signal_gateway.asgi:application``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_gateway.settings")
+django_app = get_asgi_application()  # sets Django up before anything imports models
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from ingestion import lifecycle  # noqa: E402
+from ingestion.handler import IngestionHandler  # noqa: E402
+
+INGESTION_PREFIXES = ("/v1/",)
+INGESTION_PATHS = frozenset({"/healthz", "/readyz"})
+
+ingestion_app = IngestionHandler()
+
+
+async def http_router(scope: dict, receive: object, send: object) -> None:
+    path = scope["path"]
+    if path.startswith(INGESTION_PREFIXES) or path in INGESTION_PATHS:
+        await ingestion_app(scope, receive, send)
+    else:
+        await django_app(scope, receive, send)
+
+
+lifecycle.start()
+
+application = ProtocolTypeRouter({"http": http_router})

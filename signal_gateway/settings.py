@@ -1,0 +1,157 @@
+"""Django settings: everything comes from the environment, with defaults that run on one machine.
+
+With nothing set, the gateway runs as a demo: SQLite in ./var, an in-process cache, and a Kafka
+broker on 127.0.0.1:9092 (``bin/demo`` starts one).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import dj_database_url
+
+from signal_gateway.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("GATEWAY_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+_DEV_SECRET_KEY = "insecure-demo-key-set-SECRET_KEY-in-production-0123456789abcdef"
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
+# The gateway answers on customers' own subdomains, so any Host is accepted unless narrowed.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "pipelines",
+    "ingestion",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "signal_gateway.urls"
+ASGI_APPLICATION = "signal_gateway.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if not env_str("DATABASE_URL"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}"),
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A dead database must fail a lookup quickly, not hang a request for the OS default.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 2
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+KAFKA_TOPIC = env_str("KAFKA_TOPIC", "raw-events")
+KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 6)
+# How long a request waits for Kafka's acknowledgement before answering 503.
+KAFKA_ACK_TIMEOUT = env_float("KAFKA_ACK_TIMEOUT", 2.0)
+
+
+def _dev_encryption_key(secret: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(b"signal-gateway:" + secret.encode()).digest()).decode()
+
+
+# Fernet keys (url-safe base64 of 32 bytes). The demo derives one from SECRET_KEY; production sets it.
+ENCRYPTION_KEY = env_str("ENCRYPTION_KEY") or _dev_encryption_key(SECRET_KEY)
+ENCRYPTION_KEY_PREVIOUS = env_str("ENCRYPTION_KEY_PREVIOUS")
+ENCRYPTION_KEY_IS_DEFAULT = not env_str("ENCRYPTION_KEY")
+
+COOKIE_DOMAIN = env_str("COOKIE_DOMAIN")
+# CIDRs of proxies whose X-Forwarded-For is believed, e.g. "10.0.0.0/8,127.0.0.1/32".
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+
+# Key store: how long a process trusts a cached answer before it revalidates in the background.
+# With Redis, changes arrive by pub/sub at once, so the TTL only covers missed messages.
+KEYSTORE_FRESH_SECONDS = env_float("KEYSTORE_FRESH_SECONDS", 60.0 if REDIS_URL else 2.0)
+KEYSTORE_NEGATIVE_SECONDS = env_float("KEYSTORE_NEGATIVE_SECONDS", 30.0)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Security headers for the admin; TLS itself is terminated in front of the gateway.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,68 @@
+"""The HTTP edge: django-ninja operations, each one call into the module that owns the work.
+
+Errors raised anywhere below are typed (ingestion.errors) and turned into responses here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI, Router
+
+from ingestion import browser, health
+from ingestion.errors import ApiError, InvalidPayload
+from ingestion.responses import error_response
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(title="Signal Gateway ingestion", version="1", urls_namespace="ingestion", docs_url=None)
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return error_response(exc, getattr(request, "cors_headers", None))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("unexpected error on %s", request.path)
+    error = ApiError("an internal error occurred; the event was not accepted")
+    error.status, error.code = 500, "INTERNAL_ERROR"
+    return error_response(error, getattr(request, "cors_headers", None))
+
+
+browser_router = Router(tags=["browser"])
+_BROWSER_TYPES = {"t": "track", "p": "page", "i": "identify", "g": "group"}
+
+
+def _browser_operation(short: str, event_type: str) -> None:
+    async def post(request: HttpRequest) -> HttpResponse:
+        return await browser.collect(request, event_type)
+
+    async def options(request: HttpRequest) -> HttpResponse:
+        return await browser.preflight(request)
+
+    post.__name__ = f"browser_{event_type}"
+    options.__name__ = f"browser_{event_type}_preflight"
+    browser_router.add_api_operation(f"/{short}", ["POST"], post, summary=f"Browser {event_type} call")
+    browser_router.add_api_operation(f"/{short}", ["OPTIONS"], options, include_in_schema=False)
+
+
+for _short, _type in _BROWSER_TYPES.items():
+    _browser_operation(_short, _type)
+
+api.add_router("/v1", browser_router)
+
+
+@api.get("/healthz", tags=["health"])
+async def healthz(request: HttpRequest) -> HttpResponse:
+    return health.liveness()
+
+
+@api.get("/readyz", tags=["health"])
+async def readyz(request: HttpRequest) -> HttpResponse:
+    return await health.readiness()
+
+
+__all__ = ["api", "InvalidPayload"]

@@ -1,0 +1,47 @@
+"""Who is calling: the pipeline key from wherever the client put it, resolved by the key store."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from ingestion.errors import InvalidPipelineKey, Unavailable
+from pipelines.keystore import KeyStoreUnavailable, PipelineSnapshot, get_keystore
+
+
+def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None = None, query_key: str = "") -> str:
+    """``Authorization: Bearer dk_…``, ``Basic base64("dk_…:")``, body ``writeKey``, or ``wk`` query."""
+    auth = headers.get("authorization", "")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer" and value:
+            return value
+        if scheme == "basic" and value:
+            try:
+                user = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise InvalidPipelineKey("the Basic credentials are not valid base64") from None
+            return user.split(":", 1)[0]
+    if body is not None:
+        write_key = body.get("writeKey")
+        if isinstance(write_key, str) and write_key:
+            return write_key
+    return query_key
+
+
+async def authenticate(key: str) -> PipelineSnapshot:
+    if not key:
+        raise InvalidPipelineKey("a pipeline key is required (Authorization header or writeKey)")
+    try:
+        pipeline = await get_keystore().resolve(key)
+    except KeyStoreUnavailable:
+        raise Unavailable("the pipeline key cannot be checked right now; retry") from None
+    if pipeline is None:
+        raise InvalidPipelineKey("the pipeline key is unknown or revoked")
+    if not pipeline.enabled:
+        raise InvalidPipelineKey("the pipeline is disabled")
+    return pipeline

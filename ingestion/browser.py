@@ -1,0 +1,86 @@
+"""Browser collection (/v1/t, /v1/p, /v1/i, /v1/g): request -> authenticate -> parse -> enrich -> publish."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from ingestion import auth, cors, identity, payload
+from ingestion.client import client_ip
+from ingestion.envelope import RequestFacts, build_envelope, to_record
+from ingestion.errors import Unavailable
+from ingestion.publisher import PublishUnavailable, get_publisher
+from ingestion.responses import SUCCESS_BODY, json_response
+
+COOKIE_SECURE = True
+
+
+async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
+    meta = request.META
+    received_at = datetime.now(UTC)
+    body = payload.decode_json_body(
+        request.body,
+        content_type=meta.get("CONTENT_TYPE", ""),
+        content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
+        limit=payload.MAX_EVENT_BYTES,
+    )
+    pipeline = await auth.authenticate(auth.key_from_request(request.headers, body))
+    origin = meta.get("HTTP_ORIGIN", "")
+    cors_headers = cors.check_origin(pipeline, origin)
+    request.cors_headers = cors_headers  # type: ignore[attr-defined]  # errors from here on carry them
+
+    context = body.get("context")
+    click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
+    now_ms = int(received_at.timestamp() * 1000)
+    visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=now_ms)
+    facts = RequestFacts(
+        pipeline_id=pipeline.pipeline_id,
+        source_kind="browser",
+        source_id=None,
+        received_at=received_at,
+        ip=client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR", "")),
+        user_agent=meta.get("HTTP_USER_AGENT"),
+        gpc=meta.get("HTTP_SEC_GPC") == "1",
+        anonymous_id=visitor.dfid,
+        vendor_ids=visitor.vendor_ids,
+        click_ids=click_ids,
+    )
+    envelope = build_envelope(body, event_type, facts)
+    try:
+        await get_publisher().publish(to_record(envelope))
+    except PublishUnavailable as exc:
+        raise Unavailable(str(exc)) from None
+
+    response = json_response(SUCCESS_BODY, headers=cors_headers)
+    domain = pipeline.cookie_domain or settings.COOKIE_DOMAIN or None
+    for cookie in visitor.new_cookies:
+        response.set_cookie(
+            cookie.name,
+            cookie.value,
+            max_age=cookie.max_age,
+            domain=domain,
+            secure=COOKIE_SECURE,
+            httponly=cookie.http_only,
+            samesite="Lax",
+        )
+    return response
+
+
+async def preflight(request: HttpRequest) -> HttpResponse:
+    """Preflights carry no key, so the pipeline is known only if the page put ``?writeKey=`` on the URL;
+    otherwise the origin is answered and the POST itself enforces the allowlist (403)."""
+    meta = request.META
+    origin = meta.get("HTTP_ORIGIN", "")
+    if not origin:
+        return HttpResponse(status=204)
+    key = request.GET.get("writeKey") or request.GET.get("wk") or ""
+    if key:
+        pipeline = await auth.authenticate(key)
+        if not cors.origin_allowed(pipeline, origin):
+            return HttpResponse(status=204)  # no CORS headers: the browser blocks the POST
+    response = HttpResponse(status=204)
+    for name, value in cors.preflight_headers(origin, meta.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")).items():
+        response[name] = value
+    return response

@@ -1,0 +1,57 @@
+"""Typed errors raised where a problem is found; ingestion.api maps them to HTTP once, at the edge."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 400
+    code = "INVALID_PAYLOAD"
+    retry_after: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidPayload(ApiError):
+    status, code = 400, "INVALID_PAYLOAD"
+
+
+class BatchTooLarge(ApiError):
+    status, code = 400, "BATCH_TOO_LARGE"
+
+
+class InvalidPipelineKey(ApiError):
+    status, code = 401, "INVALID_PIPELINE_KEY"
+
+
+class InvalidSignature(ApiError):
+    status, code = 401, "INVALID_SIGNATURE"
+
+
+class StaleTimestamp(ApiError):
+    status, code = 401, "STALE_TIMESTAMP"
+
+
+class OriginNotAllowed(ApiError):
+    status, code = 403, "ORIGIN_NOT_ALLOWED"
+
+
+class NotFound(ApiError):
+    status, code = 404, "NOT_FOUND"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "UNSUPPORTED_MEDIA_TYPE"
+
+
+class RateLimited(ApiError):
+    status, code, retry_after = 429, "RATE_LIMITED", 1
+
+
+class Unavailable(ApiError):
+    status, code, retry_after = 503, "UNAVAILABLE", 5

@@ -1,0 +1,93 @@
+"""A lean ASGI handler for the ingestion paths.
+
+Django's stock ASGIHandler crosses into a worker thread several times per request (request signals,
+sync middleware, ``response.close``). The ingestion paths need none of that: this handler reads the
+body (bounded), builds Django's ASGIRequest, resolves the ninja operation with Django's URL
+resolver and awaits it on the event loop, with no thread hop. The admin keeps the stock handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse
+from django.urls import Resolver404, get_resolver
+
+from ingestion.errors import ApiError, NotFound, PayloadTooLarge
+from ingestion.responses import error_response
+
+logger = logging.getLogger(__name__)
+
+# Raw body limits, before decompression; the exact per-event limits are checked after it.
+_SLACK = 4096
+BODY_LIMITS = {"/v1/batch": 5 * 1024 * 1024 + _SLACK, "/v1/webhook": 1024 * 1024 + _SLACK}
+DEFAULT_BODY_LIMIT = 64 * 1024 + _SLACK
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_response(response: HttpResponse, send: Any) -> None:
+    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.output(header="").strip().encode("ascii")))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})
+
+
+class IngestionHandler:
+    def __init__(self, urlconf: str = "ingestion.urls") -> None:
+        self.resolver = get_resolver(urlconf)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        try:
+            match = self.resolver.resolve(path)
+        except Resolver404:
+            await send_response(error_response(NotFound(f"no endpoint at {path}")), send)
+            return
+        try:
+            body = await _read_body(receive, BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT))
+        except _Disconnected:
+            return
+        except _BodyTooLarge:
+            await send_response(error_response(PayloadTooLarge("the body is too large for this endpoint")), send)
+            return
+        request = ASGIRequest(scope, None)
+        request._body = body  # the body is already read; nothing streams from here
+        request.resolver_match = match
+        try:
+            response = await match.func(request, *match.args, **match.kwargs)
+        except ApiError as exc:
+            response = error_response(exc)
+        except Exception:
+            logger.exception("unhandled error on %s", path)
+            error = ApiError("an internal error occurred; the event was not accepted")
+            error.status, error.code = 500, "INTERNAL_ERROR"
+            response = error_response(error)
+        await send_response(response, send)

@@ -1,0 +1,69 @@
+"""Request bodies: content type, gzip, size limits (after decompression too), UTF-8 JSON, nesting."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+
+from ingestion.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_DEPTH = 32
+_JSON_TYPES = {"", "application/json", "text/plain"}
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def decode_json_body(raw: bytes, *, content_type: str, content_encoding: str, limit: int) -> dict[str, Any]:
+    """The body as a JSON object; JSON may come as application/json or text/plain (no preflight)."""
+    if _media_type(content_type) not in _JSON_TYPES:
+        raise UnsupportedMediaType(f"content type {content_type!r} is not accepted; send application/json or text/plain")
+    data = decompress(raw, content_encoding=content_encoding, limit=limit)
+    if not data:
+        raise InvalidPayload("the body is empty")
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload(f"the body is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidPayload("the body must be a JSON object")
+    if depth_exceeds(body, MAX_DEPTH):
+        raise InvalidPayload(f"the body nests deeper than {MAX_DEPTH} levels")
+    return body
+
+
+def decompress(raw: bytes, *, content_encoding: str, limit: int) -> bytes:
+    encoding = content_encoding.strip().lower()
+    if encoding in {"", "identity"}:
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes")
+        return raw
+    if encoding not in {"gzip", "x-gzip"}:
+        raise UnsupportedMediaType(f"content encoding {content_encoding!r} is not accepted; use gzip")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise InvalidPayload(f"the gzip body is corrupt: {exc}") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the body is over {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise InvalidPayload("the gzip body is truncated")
+    return data
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False

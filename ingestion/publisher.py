@@ -1,0 +1,184 @@
+"""The Kafka publisher: one idempotent producer per process, acknowledgements awaited on the event loop.
+
+``produce()`` never blocks: it queues the record in librdkafka and returns a future. A poll thread
+serves delivery reports and hands each poll's completions to the loop in one
+``call_soon_threadsafe``. A request is answered 200 only once its record is acknowledged by
+``acks=all``; a full local queue or an acknowledgement that does not arrive within
+``ack_timeout`` raises ``PublishUnavailable`` (503 to the client, who retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+logger = logging.getLogger(__name__)
+
+
+class PublishUnavailable(Exception):
+    """Kafka could not take the record within the bounded wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": "signal-gateway",
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        # A short linger lets concurrent requests share a produce request without adding visible latency.
+        "linger.ms": 2,
+        "queue.buffering.max.messages": 200_000,
+        "queue.buffering.max.kbytes": 262_144,
+        # Records a request gave up on (503) may still land; past this, librdkafka stops trying.
+        "message.timeout.ms": 30_000,
+        "socket.keepalive.enable": True,
+        "reconnect.backoff.max.ms": 1000,
+    }
+
+
+class Publisher:
+    def __init__(self, *, bootstrap: str, topic: str, ack_timeout: float) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.ack_timeout = ack_timeout
+        self._producer = Producer(producer_config(bootstrap), logger=logging.getLogger("librdkafka"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._completed: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    # -- producing ----------------------------------------------------------------------------
+
+    def _enqueue(self, record: Record) -> asyncio.Future[None]:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        try:
+            self._producer.produce(
+                self.topic,
+                value=record.value,
+                key=record.key,
+                headers=record.headers,
+                on_delivery=partial(self._on_delivery, future),
+            )
+        except BufferError:
+            raise PublishUnavailable("the local Kafka queue is full") from None
+        except KafkaException as exc:
+            raise PublishUnavailable(f"Kafka refused the record: {exc}") from None
+        return future
+
+    async def publish(self, record: Record) -> None:
+        """Return once Kafka has acknowledged the record."""
+        future = self._enqueue(record)
+        try:
+            await asyncio.wait_for(future, self.ack_timeout)
+        except TimeoutError:
+            raise PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s") from None
+
+    async def publish_many(self, records: Sequence[Record]) -> None:
+        """Queue every record at once and wait for all acknowledgements together."""
+        futures = []
+        try:
+            for record in records:
+                futures.append(self._enqueue(record))
+            await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout)
+        except TimeoutError:
+            raise PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s") from None
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+
+    # -- delivery reports (poll thread) -------------------------------------------------------
+
+    def _on_delivery(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Any) -> None:
+        self._completed.append((future, err))
+
+    def _poll_forever(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+            if self._completed and self._loop is not None:
+                batch, self._completed = self._completed, []
+                try:
+                    self._loop.call_soon_threadsafe(_complete, batch)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    return
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def ensure_topic(self, *, partitions: int, timeout: float = 5.0) -> bool:
+        """Create the topic if it is missing; False (and a log line) when Kafka cannot say."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        try:
+            metadata = admin.list_topics(timeout=timeout)
+            if self.topic in metadata.topics and not metadata.topics[self.topic].error:
+                return True
+            futures = admin.create_topics([NewTopic(self.topic, num_partitions=partitions, replication_factor=-1)])
+            futures[self.topic].result(timeout=timeout)
+            logger.info("created topic %s with %d partitions", self.topic, partitions)
+            return True
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return True
+            logger.warning("could not ensure topic %s: %s", self.topic, exc)
+            return False
+        except Exception as exc:
+            logger.warning("could not ensure topic %s: %s", self.topic, exc)
+            return False
+
+    def check(self, timeout: float = 1.0) -> None:
+        """Raise if no broker answers a metadata request (blocking; call off the loop)."""
+        self._producer.list_topics(self.topic, timeout=timeout)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush what is queued, stop polling; returns how many records were left undelivered."""
+        self._stopping.set()
+        self._thread.join(timeout=1.0)
+        return self._producer.flush(timeout)
+
+
+def _complete(batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
+    for future, err in batch:
+        if future.done():  # the request already gave up (timeout) and answered 503
+            continue
+        if err is None:
+            future.set_result(None)
+        else:
+            future.set_exception(PublishUnavailable(f"Kafka rejected the record: {err.str()}"))
+
+
+_default: Publisher | None = None
+_lock = threading.Lock()
+
+
+def get_publisher() -> Publisher:
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                from django.conf import settings
+
+                _default = Publisher(
+                    bootstrap=settings.KAFKA_BOOTSTRAP_SERVERS,
+                    topic=settings.KAFKA_TOPIC,
+                    ack_timeout=settings.KAFKA_ACK_TIMEOUT,
+                )
+    return _default

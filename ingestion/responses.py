@@ -1,0 +1,29 @@
+"""The two response shapes: success, and ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from django.http import HttpResponse
+
+from ingestion.errors import ApiError
+
+SUCCESS_BODY = b'{"success":true}'
+
+
+def json_response(body: bytes | Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    response = HttpResponse(content, status=status, content_type="application/json")
+    if headers:
+        for name, value in headers.items():
+            response[name] = value
+    return response
+
+
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    response = json_response({"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response

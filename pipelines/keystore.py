@@ -43,6 +43,7 @@ return 0
 
 REDIS_RETRY_SECONDS = 2.0
 REFRESH_RETRY_SECONDS = 1.0
+LISTENER_START_WAIT = 1.0
 
 
 class KeyStoreUnavailable(Exception):
@@ -146,7 +147,7 @@ class KeyStore:
         if not tokens.looks_like_lookup_token(token):
             return None
         if self._redis_url and self._listener is None:
-            self._start_listener()
+            await self._start_listener()
         entry = self._entries.get(token)
         if entry is not None:
             if self._clock() < entry.fresh_until:
@@ -264,17 +265,25 @@ class KeyStore:
         for entry in self._entries.values():
             entry.fresh_until = 0.0
 
-    def _start_listener(self) -> None:
+    async def _start_listener(self) -> None:
+        """Subscribe before the first lookup, so nothing loaded can miss its invalidation."""
         self._listener = asyncio.get_running_loop().create_task(self._listen(), name="keystore-invalidation")
+        assert self.subscribed is not None
+        try:
+            await asyncio.wait_for(self.subscribed.wait(), LISTENER_START_WAIT)
+        except TimeoutError:
+            logger.warning("keystore started without its invalidation channel; entries revalidate on reconnect")
 
     async def _listen(self) -> None:
+        lost = False
         while True:
             client = aioredis.Redis.from_url(self._redis_url, socket_connect_timeout=0.5, health_check_interval=5)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
-                    # Whatever changed while we were not listening is unknown: revalidate everything.
-                    self._mark_all_stale()
+                    if lost:
+                        # Whatever changed while we were not listening is unknown: revalidate everything.
+                        self._mark_all_stale()
                     assert self.subscribed is not None
                     self.subscribed.set()
                     while True:
@@ -285,6 +294,7 @@ class KeyStore:
                 raise
             except Exception as exc:
                 logger.warning("keystore lost its invalidation channel, retrying: %s", exc)
+                lost = True
                 if self.subscribed is not None:
                     self.subscribed.clear()
                 await asyncio.sleep(1.0)

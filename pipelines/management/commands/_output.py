@@ -11,6 +11,16 @@ from pipelines.services import ConfigError
 
 
 class ConfigCommand(BaseCommand):
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+
+        def one_line_error(message: str) -> None:
+            # argparse would print the whole usage block first; one line is easier to act on.
+            parser.exit(2, f"{subcommand}: error: {message} (see --help)\n")
+
+        parser.error = one_line_error  # type: ignore[method-assign]
+        return parser
+
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,10 +56,14 @@ def main() -> None:
     args = parser.parse_args()
     proc = start_broker(args.port)
     print(f"tansu listening on 127.0.0.1:{args.port} (pid {proc.pid})", flush=True)
-    try:
-        sys.exit(proc.wait())
-    except KeyboardInterrupt:
+
+    def stop(signum: int, frame: object) -> None:
         proc.terminate()
+
+    # The broker is our child: take it down with us, whatever stops us.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.exit(proc.wait())
 
 
 if __name__ == "__main__":

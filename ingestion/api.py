@@ -10,8 +10,8 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Router
 
-from ingestion import browser, health
-from ingestion.errors import ApiError, InvalidPayload
+from ingestion import browser, health, metrics, pixel, server, webhook
+from ingestion.errors import ApiError, InternalError
 from ingestion.responses import error_response
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,7 @@ def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("unexpected error on %s", request.path)
-    error = ApiError("an internal error occurred; the event was not accepted")
-    error.status, error.code = 500, "INTERNAL_ERROR"
+    error = InternalError("an internal error occurred; the event was not accepted")
     return error_response(error, getattr(request, "cors_headers", None))
 
 
@@ -52,7 +51,31 @@ def _browser_operation(short: str, event_type: str) -> None:
 for _short, _type in _BROWSER_TYPES.items():
     _browser_operation(_short, _type)
 
+server_router = Router(tags=["server"])
+
+
+@server_router.post("/events", summary="One server-side event, HMAC-signed")
+async def server_event(request: HttpRequest) -> HttpResponse:
+    return await server.collect_event(request)
+
+
+@server_router.post("/batch", summary="Up to 500 events; HMAC-signed or pipeline key alone")
+async def batch(request: HttpRequest) -> HttpResponse:
+    return await server.collect_batch(request)
+
+
+@server_router.get("/pixel/{event_type}", summary="1x1 GIF; wk, e, uid, aid, p.*, t.*, ts, mid")
+async def pixel_event(request: HttpRequest, event_type: str) -> HttpResponse:
+    return await pixel.collect(request, event_type)
+
+
+@server_router.post("/webhook", summary="Third-party webhook, verified by the source's scheme")
+async def webhook_event(request: HttpRequest) -> HttpResponse:
+    return await webhook.collect(request)
+
+
 api.add_router("/v1", browser_router)
+api.add_router("/v1", server_router)
 
 
 @api.get("/healthz", tags=["health"])
@@ -65,4 +88,7 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     return await health.readiness()
 
 
-__all__ = ["api", "InvalidPayload"]
+@api.get("/metrics", tags=["health"])
+async def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4")
+

@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from ingestion.errors import InvalidPipelineKey, Unavailable
+from ingestion.errors import ApiError, InvalidPipelineKey, Unavailable
 from pipelines.keystore import KeyStoreUnavailable, PipelineSnapshot, get_keystore
 
 
@@ -33,7 +33,8 @@ def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None 
     return query_key
 
 
-async def authenticate(key: str) -> PipelineSnapshot:
+async def authenticate(key: str, *, unknown: ApiError | None = None) -> PipelineSnapshot:
+    """The pipeline behind ``key`` (a dk_ key, or a wh_ webhook source); ``unknown`` replaces the 401."""
     if not key:
         raise InvalidPipelineKey("a pipeline key is required (Authorization header or writeKey)")
     try:
@@ -41,7 +42,7 @@ async def authenticate(key: str) -> PipelineSnapshot:
     except KeyStoreUnavailable:
         raise Unavailable("the pipeline key cannot be checked right now; retry") from None
     if pipeline is None:
-        raise InvalidPipelineKey("the pipeline key is unknown or revoked")
+        raise unknown or InvalidPipelineKey("the pipeline key is unknown or revoked")
     if not pipeline.enabled:
         raise InvalidPipelineKey("the pipeline is disabled")
     return pipeline

@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from ingestion import auth, cors, identity, payload
-from ingestion.client import client_ip
+from ingestion import auth, cors, identity, metrics, payload
+from ingestion.client import request_origin_facts
 from ingestion.envelope import RequestFacts, build_envelope, to_record
-from ingestion.errors import Unavailable
-from ingestion.publisher import PublishUnavailable, get_publisher
+from ingestion.publisher import get_publisher
 from ingestion.responses import SUCCESS_BODY, json_response
-
-COOKIE_SECURE = True
 
 
 async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
@@ -35,36 +32,25 @@ async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
     click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
     now_ms = int(received_at.timestamp() * 1000)
     visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=now_ms)
+    ip, user_agent, gpc = request_origin_facts(meta)
     facts = RequestFacts(
         pipeline_id=pipeline.pipeline_id,
         source_kind="browser",
         source_id=None,
         received_at=received_at,
-        ip=client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR", "")),
-        user_agent=meta.get("HTTP_USER_AGENT"),
-        gpc=meta.get("HTTP_SEC_GPC") == "1",
+        ip=ip,
+        user_agent=user_agent,
+        gpc=gpc,
         anonymous_id=visitor.dfid,
         vendor_ids=visitor.vendor_ids,
         click_ids=click_ids,
     )
     envelope = build_envelope(body, event_type, facts)
-    try:
-        await get_publisher().publish(to_record(envelope))
-    except PublishUnavailable as exc:
-        raise Unavailable(str(exc)) from None
+    await get_publisher().publish(to_record(envelope))
+    metrics.inc("gateway_events_total", source="browser", outcome="accepted")
 
     response = json_response(SUCCESS_BODY, headers=cors_headers)
-    domain = pipeline.cookie_domain or settings.COOKIE_DOMAIN or None
-    for cookie in visitor.new_cookies:
-        response.set_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            domain=domain,
-            secure=COOKIE_SECURE,
-            httponly=cookie.http_only,
-            samesite="Lax",
-        )
+    identity.set_cookies(response, visitor, pipeline.cookie_domain or settings.COOKIE_DOMAIN or None)
     return response
 
 

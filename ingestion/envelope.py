@@ -39,6 +39,7 @@ class RequestFacts:
     vendor_ids: dict[str, str] | None = None
     click_ids: dict[str, str] | None = None
     sent_at: Any = None  # a batch's top-level sentAt applies to events that carry none
+    require_identity: bool = True
 
 
 def iso_ms(moment: datetime) -> str:
@@ -101,7 +102,7 @@ def build_envelope(event: dict[str, Any], event_type: str | None, facts: Request
     if kind == "group" and not group_id:
         raise InvalidPayload("a group call needs a groupId")
     message_id = _identifier(event, "messageId") or str(uuid.uuid4())
-    if not (user_id or anonymous_id):
+    if facts.require_identity and not (user_id or anonymous_id):
         raise InvalidPayload("an event needs a userId or an anonymousId")
 
     context = dict(_object(event, "context"))

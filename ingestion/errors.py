@@ -41,6 +41,10 @@ class NotFound(ApiError):
     status, code = 404, "NOT_FOUND"
 
 
+class MethodNotAllowed(ApiError):
+    status, code = 405, "METHOD_NOT_ALLOWED"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "PAYLOAD_TOO_LARGE"
 
@@ -55,3 +59,9 @@ class RateLimited(ApiError):
 
 class Unavailable(ApiError):
     status, code, retry_after = 503, "UNAVAILABLE", 5
+
+
+class InternalError(ApiError):
+    """A fault of ours; the client may retry (never a 400, which SDKs do not retry)."""
+
+    status, code = 500, "INTERNAL_ERROR"

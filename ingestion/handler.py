@@ -12,18 +12,22 @@ import logging
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.urls import Resolver404, get_resolver
 
-from ingestion.errors import ApiError, NotFound, PayloadTooLarge
+from ingestion.errors import ApiError, BatchTooLarge, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge
 from ingestion.responses import error_response
 
 logger = logging.getLogger(__name__)
 
-# Raw body limits, before decompression; the exact per-event limits are checked after it.
+# Raw body limits, before decompression, and what exceeding one is called; the exact limits are
+# checked again after decompression by the endpoint.
 _SLACK = 4096
-BODY_LIMITS = {"/v1/batch": 5 * 1024 * 1024 + _SLACK, "/v1/webhook": 1024 * 1024 + _SLACK}
-DEFAULT_BODY_LIMIT = 64 * 1024 + _SLACK
+BODY_LIMITS: dict[str, tuple[int, type[ApiError]]] = {
+    "/v1/batch": (5 * 1024 * 1024 + _SLACK, BatchTooLarge),
+    "/v1/webhook": (1024 * 1024 + _SLACK, PayloadTooLarge),
+}
+DEFAULT_BODY_LIMIT = (64 * 1024 + _SLACK, PayloadTooLarge)
 
 
 class _BodyTooLarge(Exception):
@@ -71,12 +75,13 @@ class IngestionHandler:
         except Resolver404:
             await send_response(error_response(NotFound(f"no endpoint at {path}")), send)
             return
+        limit, too_large = BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT)
         try:
-            body = await _read_body(receive, BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT))
+            body = await _read_body(receive, limit)
         except _Disconnected:
             return
         except _BodyTooLarge:
-            await send_response(error_response(PayloadTooLarge("the body is too large for this endpoint")), send)
+            await send_response(error_response(too_large(f"the body is over {limit - _SLACK} bytes")), send)
             return
         request = ASGIRequest(scope, None)
         request._body = body  # the body is already read; nothing streams from here
@@ -87,7 +92,9 @@ class IngestionHandler:
             response = error_response(exc)
         except Exception:
             logger.exception("unhandled error on %s", path)
-            error = ApiError("an internal error occurred; the event was not accepted")
-            error.status, error.code = 500, "INTERNAL_ERROR"
-            response = error_response(error)
+            response = error_response(InternalError("an internal error occurred; the event was not accepted"))
+        if isinstance(response, HttpResponseNotAllowed):
+            # ninja answers a wrong method in text/html; every error leaves in the one JSON shape.
+            error = MethodNotAllowed(f"{request.method} is not allowed on {path}")
+            response = error_response(error, {"Allow": response["Allow"]})
         await send_response(response, send)

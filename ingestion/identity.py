@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from django.http import HttpResponse
+
 TWO_YEARS = 63_072_000
 NINETY_DAYS = 7_776_000
 THIRTEEN_MONTHS = 34_128_000  # 395 days, TikTok's _ttp lifetime
@@ -94,3 +96,18 @@ def click_ids_from_page(page: object) -> dict[str, str]:
         for name, value in click_ids_from_query(urlsplit(url).query).items():
             found.setdefault(name, value)
     return found
+
+
+def set_cookies(response: HttpResponse, visitor: Identity, domain: str | None) -> None:
+    """The visitor's new cookies; readable by page scripts except _dfid. Never overwrites: only
+    cookies the request did not carry are in ``new_cookies``."""
+    for cookie in visitor.new_cookies:
+        response.set_cookie(
+            cookie.name,
+            cookie.value,
+            max_age=cookie.max_age,
+            domain=domain,
+            secure=True,
+            httponly=cookie.http_only,
+            samesite="Lax",
+        )

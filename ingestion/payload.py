@@ -56,6 +56,10 @@ def decompress(raw: bytes, *, content_encoding: str, limit: int) -> bytes:
     return data
 
 
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
 def depth_exceeds(value: Any, limit: int) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:

@@ -20,11 +20,13 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ingestion.errors import Unavailable
+
 logger = logging.getLogger(__name__)
 
 
-class PublishUnavailable(Exception):
-    """Kafka could not take the record within the bounded wait."""
+class PublishUnavailable(Unavailable):
+    """Kafka could not take the record within the bounded wait (503 + Retry-After to the client)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from django.http import HttpResponse
 
+from ingestion import metrics
 from ingestion.errors import ApiError
 
 SUCCESS_BODY = b'{"success":true}'
@@ -23,6 +24,7 @@ def json_response(body: bytes | Any, *, status: int = 200, headers: Mapping[str,
 
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    metrics.inc("gateway_errors_total", code=error.code)
     response = json_response({"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers)
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)

@@ -1,0 +1,97 @@
+"""The tracking pixel (GET /v1/pixel/{type}): email opens and no-JS pages.
+
+Mail clients cannot retry and show nothing useful to a reader, so every request answers the same
+transparent GIF: a bad key, a bad parameter or an unreachable Kafka is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from ingestion import auth, identity, metrics
+from ingestion.client import request_origin_facts
+from ingestion.envelope import RequestFacts, build_envelope, iso_ms, to_record
+from ingestion.errors import ApiError, InvalidPayload
+from ingestion.publisher import get_publisher
+
+logger = logging.getLogger(__name__)
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")  # 43 bytes, transparent
+_TYPES = {"track", "page", "identify", "group"}
+_NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
+
+
+def gif_response() -> HttpResponse:
+    response = HttpResponse(GIF, content_type="image/gif")
+    for name, value in _NO_CACHE.items():
+        response[name] = value
+    return response
+
+
+def event_from_query(query: Any, event_type: str) -> dict[str, Any]:
+    """``e``, ``uid``, ``aid``, ``gid``, ``mid``, ``ts`` (unix ms), ``p.<name>``, ``t.<name>``."""
+    event: dict[str, Any] = {"properties": {}, "traits": {}}
+    for name, value in query.items():
+        if name.startswith("p.") and len(name) > 2:
+            event["properties"][name[2:]] = value
+        elif name.startswith("t.") and len(name) > 2:
+            event["traits"][name[2:]] = value
+    for param, field in (("e", "event"), ("uid", "userId"), ("aid", "anonymousId"), ("gid", "groupId"),
+                         ("mid", "messageId"), ("name", "name")):
+        if query.get(param):
+            event[field] = query[param]
+    if event_type == "page" and "name" not in event and query.get("e"):
+        event["name"] = query["e"]
+    ts = query.get("ts")
+    if ts:
+        try:
+            event["timestamp"] = iso_ms(datetime.fromtimestamp(int(ts) / 1000, UTC))
+        except (ValueError, OverflowError, OSError):
+            raise InvalidPayload("ts must be unix milliseconds") from None
+    return event
+
+
+async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
+    try:
+        return await _collect(request, event_type)
+    except ApiError as exc:
+        metrics.inc("gateway_events_total", source="pixel", outcome="dropped")
+        metrics.inc("gateway_pixel_dropped_total", reason=exc.code)
+        logger.info("pixel dropped: %s %s", exc.code, exc.message)
+        return gif_response()
+
+
+async def _collect(request: HttpRequest, event_type: str) -> HttpResponse:
+    received_at = datetime.now(UTC)
+    if event_type not in _TYPES:
+        raise InvalidPayload(f"pixel type must be one of {', '.join(sorted(_TYPES))}")
+    query = request.GET
+    pipeline = await auth.authenticate(query.get("wk", ""))
+    event = event_from_query(query, event_type)
+    click_ids = identity.click_ids_from_query(request.META.get("QUERY_STRING", ""))
+    now_ms = int(received_at.timestamp() * 1000)
+    visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=now_ms)
+    ip, user_agent, gpc = request_origin_facts(request.META)
+    facts = RequestFacts(
+        pipeline_id=pipeline.pipeline_id,
+        source_kind="pixel",
+        source_id=None,
+        received_at=received_at,
+        ip=ip,
+        user_agent=user_agent,
+        gpc=gpc,
+        anonymous_id=visitor.dfid,
+        vendor_ids=visitor.vendor_ids,
+        click_ids=click_ids,
+    )
+    await get_publisher().publish(to_record(build_envelope(event, event_type, facts)))
+    metrics.inc("gateway_events_total", source="pixel", outcome="accepted")
+    response = gif_response()
+    identity.set_cookies(response, visitor, pipeline.cookie_domain or settings.COOKIE_DOMAIN or None)
+    return response

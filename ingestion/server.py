@@ -1,0 +1,134 @@
+"""Server-side inputs: one HMAC-signed event (/v1/events) and batches (/v1/batch).
+
+request -> authenticate (key, then signature) -> parse -> envelope per event -> publish -> respond.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from ingestion import auth, identity, metrics, payload, signatures
+from ingestion.client import request_origin_facts
+from ingestion.envelope import RequestFacts, build_envelope, to_record
+from ingestion.errors import ApiError, BatchTooLarge, InvalidPayload, PayloadTooLarge
+from ingestion.publisher import get_publisher
+from ingestion.responses import SUCCESS_BODY, json_response
+from pipelines.keystore import PipelineSnapshot
+
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 5 * 1024 * 1024
+
+
+def _verify(request: HttpRequest, pipeline: PipelineSnapshot, *, required: bool) -> None:
+    meta = request.META
+    signature = meta.get("HTTP_X_SIGNATURE")
+    if signature is None and not required:
+        return  # a batch may be authenticated by the pipeline key alone
+    signatures.verify_server_signature(
+        secrets=pipeline.signing_secrets,
+        body=request.body,
+        signature_header=signature,
+        timestamp_header=meta.get("HTTP_X_TIMESTAMP"),
+        now=time.time(),
+    )
+
+
+def _facts(request: HttpRequest, pipeline: PipelineSnapshot, kind: str, event: dict[str, Any],
+           received_at: datetime, sent_at: Any = None) -> RequestFacts:
+    context = event.get("context")
+    click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
+    ip, user_agent, gpc = request_origin_facts(request.META)
+    return RequestFacts(
+        pipeline_id=pipeline.pipeline_id,
+        source_kind=kind,
+        source_id=None,
+        received_at=received_at,
+        ip=ip,
+        user_agent=user_agent,
+        gpc=gpc,
+        click_ids=click_ids,
+        sent_at=sent_at,
+    )
+
+
+async def collect_event(request: HttpRequest) -> HttpResponse:
+    received_at = datetime.now(UTC)
+    meta = request.META
+    body = payload.decode_json_body(
+        request.body,
+        content_type=meta.get("CONTENT_TYPE", ""),
+        content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
+        limit=payload.MAX_EVENT_BYTES,
+    )
+    pipeline = await auth.authenticate(auth.key_from_request(request.headers, body))
+    _verify(request, pipeline, required=True)
+    envelope = build_envelope(body, body.get("type") or "track", _facts(request, pipeline, "server", body, received_at))
+    await get_publisher().publish(to_record(envelope))
+    metrics.inc("gateway_events_total", source="server", outcome="accepted")
+    return json_response(SUCCESS_BODY)
+
+
+def _merge_context(top: Any, own: Any) -> Any:
+    """The batch's context sits under each event's: the event's keys win, one level deep."""
+    if not isinstance(top, dict) or not top:
+        return own
+    if own is None:
+        return dict(top)
+    if not isinstance(own, dict):
+        return own  # build_envelope reports the bad type
+    merged = dict(top)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+async def collect_batch(request: HttpRequest) -> HttpResponse:
+    received_at = datetime.now(UTC)
+    meta = request.META
+    try:
+        body = payload.decode_json_body(
+            request.body,
+            content_type=meta.get("CONTENT_TYPE", ""),
+            content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
+            limit=MAX_BATCH_BYTES,
+        )
+    except ApiError as exc:
+        if exc.code == "PAYLOAD_TOO_LARGE":
+            raise BatchTooLarge(f"a batch is at most {MAX_BATCH_BYTES} bytes (after decompression)") from None
+        raise
+    pipeline = await auth.authenticate(auth.key_from_request(request.headers, body))
+    _verify(request, pipeline, required=False)
+    events = body.get("batch")
+    if not isinstance(events, list):
+        raise InvalidPayload('the body must be {"batch": [event, ...]}')
+    if len(events) > MAX_BATCH_EVENTS:
+        raise BatchTooLarge(f"a batch holds at most {MAX_BATCH_EVENTS} events; this one has {len(events)}")
+
+    # Every event is within the per-event limit when the whole body is.
+    check_sizes = len(request.body) > payload.MAX_EVENT_BYTES or meta.get("HTTP_CONTENT_ENCODING")
+    top_context, sent_at = body.get("context"), body.get("sentAt")
+    records, errors = [], []
+    for index, event in enumerate(events):
+        try:
+            if not isinstance(event, dict):
+                raise InvalidPayload("each batch item must be a JSON object")
+            if check_sizes and len(payload.encode(event)) > payload.MAX_EVENT_BYTES:
+                raise PayloadTooLarge(f"the event is over {payload.MAX_EVENT_BYTES} bytes")
+            if top_context:
+                event = {**event, "context": _merge_context(top_context, event.get("context"))}
+            facts = _facts(request, pipeline, "batch", event, received_at, sent_at)
+            records.append(to_record(build_envelope(event, event.get("type") or "track", facts)))
+        except ApiError as exc:
+            errors.append({"index": index, "code": exc.code, "message": exc.message})
+    if records:
+        await get_publisher().publish_many(records)
+    metrics.inc("gateway_events_total", len(records), source="batch", outcome="accepted")
+    metrics.inc("gateway_events_total", len(errors), source="batch", outcome="rejected")
+    return json_response({"success": True, "accepted": len(records), "rejected": len(errors), "errors": errors})

@@ -18,7 +18,7 @@ from ingestion import lifecycle  # noqa: E402
 from ingestion.handler import IngestionHandler  # noqa: E402
 
 INGESTION_PREFIXES = ("/v1/",)
-INGESTION_PATHS = frozenset({"/healthz", "/readyz"})
+INGESTION_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 ingestion_app = IngestionHandler()
 

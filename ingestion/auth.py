@@ -7,8 +7,9 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from ingestion.errors import ApiError, InvalidPipelineKey, Unavailable
+from ingestion.errors import ApiError, InvalidPipelineKey, NotFound, Unavailable
 from pipelines.keystore import KeyStoreUnavailable, PipelineSnapshot, get_keystore
+from pipelines.tokens import PIPELINE_KEY_RE, WEBHOOK_SOURCE_RE
 
 
 def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None = None, query_key: str = "") -> str:
@@ -33,16 +34,30 @@ def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None 
     return query_key
 
 
-async def authenticate(key: str, *, unknown: ApiError | None = None) -> PipelineSnapshot:
-    """The pipeline behind ``key`` (a dk_ key, or a wh_ webhook source); ``unknown`` replaces the 401."""
+async def authenticate(key: str) -> PipelineSnapshot:
+    """The pipeline behind a ``dk_`` key."""
     if not key:
         raise InvalidPipelineKey("a pipeline key is required (Authorization header or writeKey)")
+    if not PIPELINE_KEY_RE.match(key):
+        # The key store also resolves wh_ webhook source ids; those are not keys.
+        raise InvalidPipelineKey("the pipeline key is unknown or revoked")
+    return await _resolve(key, InvalidPipelineKey("the pipeline key is unknown or revoked"))
+
+
+async def authenticate_webhook_source(source_id: str) -> PipelineSnapshot:
+    """The pipeline behind a ``wh_`` webhook source id; unknown sources are 404, as the SPEC says."""
+    if not WEBHOOK_SOURCE_RE.match(source_id):
+        raise NotFound("unknown webhook source")
+    return await _resolve(source_id, NotFound("unknown webhook source"))
+
+
+async def _resolve(token: str, unknown: ApiError) -> PipelineSnapshot:
     try:
-        pipeline = await get_keystore().resolve(key)
+        pipeline = await get_keystore().resolve(token)
     except KeyStoreUnavailable:
         raise Unavailable("the pipeline key cannot be checked right now; retry") from None
     if pipeline is None:
-        raise unknown or InvalidPipelineKey("the pipeline key is unknown or revoked")
+        raise unknown
     if not pipeline.enabled:
         raise InvalidPipelineKey("the pipeline is disabled")
     return pipeline

@@ -43,7 +43,8 @@ class RequestFacts:
 
 
 def iso_ms(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: strftime writes the year 999 as "999", which is not ISO 8601.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def parse_time(value: Any, field: str) -> datetime | None:
@@ -54,7 +55,10 @@ def parse_time(value: Any, field: str) -> datetime | None:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidPayload(f"{field} is not an ISO 8601 time: {value[:64]!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        try:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before the year 1 in UTC
+            raise InvalidPayload(f"{field} is out of range: {value[:64]!r}") from None
     raise InvalidPayload(f"{field} must be an ISO 8601 string")
 
 
@@ -112,7 +116,10 @@ def build_envelope(event: dict[str, Any], event_type: str | None, facts: Request
     sent = parse_time(event.get("sentAt", facts.sent_at), "sentAt")
     received = facts.received_at
     if original is not None and sent is not None:
-        timestamp = received - (sent - original)  # the client's clock skew, taken out
+        try:
+            timestamp = received - (sent - original)  # the client's clock skew, taken out
+        except OverflowError:
+            raise InvalidPayload("timestamp and sentAt are too far apart to correct for clock skew") from None
     else:
         timestamp = original or received
 

@@ -6,7 +6,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from django.http import HttpResponse
 
@@ -93,7 +93,9 @@ def click_ids_from_page(page: object) -> dict[str, str]:
         found.update(click_ids_from_query(search))
     url = page.get("url")
     if isinstance(url, str) and "?" in url:
-        for name, value in click_ids_from_query(urlsplit(url).query).items():
+        # The query as urlsplit finds it, without urlsplit's ValueError on a malformed host ("https://[x").
+        query = url.partition("#")[0].partition("?")[2]
+        for name, value in click_ids_from_query(query).items():
             found.setdefault(name, value)
     return found
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ingestion.envelope import MAX_ID_LENGTH
 from ingestion.errors import InvalidSignature, StaleTimestamp
 
 if TYPE_CHECKING:
@@ -291,6 +292,7 @@ WEBHOOK_SCHEMES = frozenset(_SCHEMES)
 _EVENT_TYPES = frozenset({"track", "page", "screen", "identify", "group", "alias"})
 _OBJECT_TARGETS = ("properties", "traits", "context")
 _TEXT_TARGETS = ("event", "name", "userId", "anonymousId", "groupId", "messageId")
+_ID_TARGETS = frozenset({"userId", "anonymousId", "groupId", "messageId"})
 _MISSING = object()
 
 
@@ -311,7 +313,8 @@ def _epoch_to_iso(value: float) -> str:
     # Webhook payloads stamp events in unix seconds (Stripe's created) or milliseconds (HubSpot's occurredAt).
     seconds = value / 1000 if abs(value) >= 1e11 else value
     moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: strftime writes the year 385 as "385", which no ISO parser reads back.
+    return moment.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def _as_timestamp(value: Any) -> str | None:
@@ -327,8 +330,10 @@ def _as_timestamp(value: Any) -> str | None:
         if _DIGITS.fullmatch(text):
             return _as_timestamp(int(text))
         try:
-            datetime.fromisoformat(text)
-        except ValueError:
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is not None:
+                parsed.astimezone(UTC)  # the envelope works in UTC; 0001-01-01T00:30+01:00 has no UTC time
+        except (ValueError, OverflowError):
             return None
         return text
     return None
@@ -404,6 +409,10 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> tuple[dict[str, A
                 stray["timestamp"] = value
             else:
                 event["timestamp"] = stamp
+        elif target in _ID_TARGETS and isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+            # The envelope refuses longer ids; refusing the webhook would lose the vendor's event.
+            notes.append(f"{target}: {path!r} is longer than {MAX_ID_LENGTH} characters; kept as properties.{target}")
+            stray[target] = value
         elif target in _TEXT_TARGETS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             event[target] = str(value)
         else:
@@ -421,6 +430,12 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> tuple[dict[str, A
         value = read(target, path)
         if value is not _MISSING:
             _put(objects[head], rest, copy.deepcopy(value))
+
+    if event["type"] == "group" and "groupId" not in event:
+        # The envelope refuses a group call without a groupId; refusing the webhook would lose the event.
+        notes.append("type: 'group' needs a groupId and none was mapped; using track")
+        event["type"] = "track"
+        stray["type"] = "group"
 
     properties = objects["properties"]
     for key, value in stray.items():

@@ -19,7 +19,6 @@ from ingestion.envelope import RequestFacts, build_envelope, to_record
 from ingestion.errors import NotFound
 from ingestion.publisher import get_publisher
 from ingestion.responses import SUCCESS_BODY, json_response
-from pipelines.tokens import WEBHOOK_SOURCE_RE
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -34,9 +33,7 @@ def _decode(raw: bytes) -> Any:
 async def collect(request: HttpRequest) -> HttpResponse:
     received_at = datetime.now(UTC)
     source_id = request.GET.get("source", "")
-    if not WEBHOOK_SOURCE_RE.match(source_id):
-        raise NotFound("unknown webhook source")
-    pipeline = await auth.authenticate(source_id, unknown=NotFound("unknown webhook source"))
+    pipeline = await auth.authenticate_webhook_source(source_id)
     source = pipeline.webhook_sources.get(source_id)
     if source is None:
         raise NotFound("unknown webhook source")

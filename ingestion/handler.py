@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseNotAllowed
-from django.urls import Resolver404, get_resolver
+from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from ingestion.errors import ApiError, BatchTooLarge, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge
 from ingestion.responses import error_response
@@ -28,6 +28,7 @@ BODY_LIMITS: dict[str, tuple[int, type[ApiError]]] = {
     "/v1/webhook": (1024 * 1024 + _SLACK, PayloadTooLarge),
 }
 DEFAULT_BODY_LIMIT = (64 * 1024 + _SLACK, PayloadTooLarge)
+MAX_CACHED_PATHS = 256
 
 
 class _BodyTooLarge(Exception):
@@ -58,6 +59,7 @@ async def _read_body(receive: Any, limit: int) -> bytes:
 
 async def send_response(response: HttpResponse, send: Any) -> None:
     headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+    headers.extend(getattr(response, "raw_headers", ()))
     for cookie in response.cookies.values():
         headers.append((b"Set-Cookie", cookie.output(header="").strip().encode("ascii")))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
@@ -67,11 +69,22 @@ async def send_response(response: HttpResponse, send: Any) -> None:
 class IngestionHandler:
     def __init__(self, urlconf: str = "ingestion.urls") -> None:
         self.resolver = get_resolver(urlconf)
+        # Resolving walks every pattern; the ingestion paths are few, so remember them (bounded,
+        # since /v1/pixel/{type} matches any type a client makes up).
+        self._matches: dict[str, ResolverMatch] = {}
+
+    def _resolve(self, path: str) -> ResolverMatch:
+        match = self._matches.get(path)
+        if match is None:
+            match = self.resolver.resolve(path)
+            if len(self._matches) < MAX_CACHED_PATHS:
+                self._matches[path] = match
+        return match
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
         try:
-            match = self.resolver.resolve(path)
+            match = self._resolve(path)
         except Resolver404:
             await send_response(error_response(NotFound(f"no endpoint at {path}")), send)
             return

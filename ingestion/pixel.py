@@ -19,6 +19,7 @@ from ingestion.client import request_origin_facts
 from ingestion.envelope import RequestFacts, build_envelope, iso_ms, to_record
 from ingestion.errors import ApiError, InvalidPayload
 from ingestion.publisher import get_publisher
+from ingestion.responses import GatewayResponse
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ _TYPES = {"track", "page", "identify", "group"}
 _NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
 
 
-def gif_response() -> HttpResponse:
-    response = HttpResponse(GIF, content_type="image/gif")
+def gif_response() -> GatewayResponse:
+    response = GatewayResponse(GIF, content_type="image/gif")
     for name, value in _NO_CACHE.items():
         response[name] = value
     return response

@@ -14,16 +14,27 @@ from ingestion.errors import ApiError
 SUCCESS_BODY = b'{"success":true}'
 
 
-def json_response(body: bytes | Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> HttpResponse:
+class GatewayResponse(HttpResponse):
+    """An HttpResponse that also carries ready-made header lines (Set-Cookie: one per cookie),
+    sent as they are by the lean handler."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+
+
+def json_response(
+    body: bytes | Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> GatewayResponse:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    response = HttpResponse(content, status=status, content_type="application/json")
+    response = GatewayResponse(content, status=status, content_type="application/json")
     if headers:
         for name, value in headers.items():
             response[name] = value
     return response
 
 
-def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> HttpResponse:
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> GatewayResponse:
     metrics.inc("gateway_errors_total", code=error.code)
     response = json_response({"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers)
     if error.retry_after is not None:

@@ -12,9 +12,11 @@ from pipelines.keystore import KeyStoreUnavailable, PipelineSnapshot, get_keysto
 from pipelines.tokens import PIPELINE_KEY_RE, WEBHOOK_SOURCE_RE
 
 
-def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None = None, query_key: str = "") -> str:
-    """``Authorization: Bearer dk_…``, ``Basic base64("dk_…:")``, body ``writeKey``, or ``wk`` query."""
-    auth = headers.get("authorization", "")
+def key_from_request(meta: Mapping[str, Any], body: Mapping[str, Any] | None = None) -> str:
+    """``Authorization: Bearer dk_…``, ``Basic base64("dk_…:")``, or a ``writeKey`` in the body.
+
+    Reads request.META: request.headers would build a map of every header to read one."""
+    auth = meta.get("HTTP_AUTHORIZATION", "")
     if auth:
         scheme, _, value = auth.partition(" ")
         scheme = scheme.lower()
@@ -31,7 +33,7 @@ def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None 
         write_key = body.get("writeKey")
         if isinstance(write_key, str) and write_key:
             return write_key
-    return query_key
+    return ""
 
 
 async def authenticate(key: str) -> PipelineSnapshot:

@@ -17,16 +17,21 @@ from ingestion.responses import SUCCESS_BODY, json_response
 async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
     meta = request.META
     received_at = datetime.now(UTC)
+    origin = meta.get("HTTP_ORIGIN", "")
+    if origin:
+        # Until the pipeline is known, errors (400, 401, 413, 415) are readable by the page, so an
+        # SDK sees the status instead of a network failure it would retry forever.
+        request.cors_headers = cors.response_headers(origin)  # type: ignore[attr-defined]
     body = payload.decode_json_body(
         request.body,
         content_type=meta.get("CONTENT_TYPE", ""),
         content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
         limit=payload.MAX_EVENT_BYTES,
     )
-    pipeline = await auth.authenticate(auth.key_from_request(request.headers, body))
-    origin = meta.get("HTTP_ORIGIN", "")
+    pipeline = await auth.authenticate(auth.key_from_request(meta, body))
+    request.cors_headers = {}  # type: ignore[attr-defined]  # a refused origin gets no CORS headers
     cors_headers = cors.check_origin(pipeline, origin)
-    request.cors_headers = cors_headers  # type: ignore[attr-defined]  # errors from here on carry them
+    request.cors_headers = cors_headers  # type: ignore[attr-defined]
 
     context = body.get("context")
     click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)

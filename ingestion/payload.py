@@ -31,7 +31,8 @@ def decode_json_body(raw: bytes, *, content_type: str, content_encoding: str, li
         raise InvalidPayload(f"the body is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidPayload("the body must be a JSON object")
-    if depth_exceeds(body, MAX_DEPTH):
+    # Fewer brackets than the limit cannot nest past it: the common case skips the walk.
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and depth_exceeds(body, MAX_DEPTH):
         raise InvalidPayload(f"the body nests deeper than {MAX_DEPTH} levels")
     return body
 

@@ -64,7 +64,7 @@ async def collect_event(request: HttpRequest) -> HttpResponse:
         content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
         limit=payload.MAX_EVENT_BYTES,
     )
-    pipeline = await auth.authenticate(auth.key_from_request(request.headers, body))
+    pipeline = await auth.authenticate(auth.key_from_request(request.META, body))
     _verify(request, pipeline, required=True)
     envelope = build_envelope(body, body.get("type") or "track", _facts(request, pipeline, "server", body, received_at))
     await get_publisher().publish(to_record(envelope))
@@ -103,7 +103,7 @@ async def collect_batch(request: HttpRequest) -> HttpResponse:
         if exc.code == "PAYLOAD_TOO_LARGE":
             raise BatchTooLarge(f"a batch is at most {MAX_BATCH_BYTES} bytes (after decompression)") from None
         raise
-    pipeline = await auth.authenticate(auth.key_from_request(request.headers, body))
+    pipeline = await auth.authenticate(auth.key_from_request(request.META, body))
     _verify(request, pipeline, required=False)
     events = body.get("batch")
     if not isinstance(events, list):

@@ -5,6 +5,7 @@ Served by daphne: ``daphne -b 127.0.0.1 -p 8080 signal_gateway.asgi:application`
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -17,6 +18,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from ingestion import lifecycle  # noqa: E402
 from ingestion.handler import IngestionHandler  # noqa: E402
 
+GC_GEN0_THRESHOLD = 20_000
 INGESTION_PREFIXES = ("/v1/",)
 INGESTION_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -32,5 +34,12 @@ async def http_router(scope: dict, receive: object, send: object) -> None:
 
 
 lifecycle.start()
+
+# Everything loaded so far (Django, models, URL patterns) lives as long as the process: move it out
+# of the collector's view so a full collection does not rescan it on the request path, and collect
+# the young generation less often. bench/: p99 at 10 connections, see README.
+gc.collect()
+gc.freeze()
+gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 application = ProtocolTypeRouter({"http": http_router})

@@ -12,6 +12,7 @@ from ingestion.client import request_origin_facts
 from ingestion.envelope import RequestFacts, build_envelope, to_record
 from ingestion.publisher import get_publisher
 from ingestion.responses import SUCCESS_BODY, json_response
+from pipelines.keystore import PipelineSnapshot
 
 
 async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
@@ -35,12 +36,26 @@ async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
 
     context = body.get("context")
     click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
-    now_ms = int(received_at.timestamp() * 1000)
-    visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=now_ms)
-    ip, user_agent, gpc = request_origin_facts(meta)
+    visitor, facts = visitor_facts(request, pipeline, "browser", click_ids, received_at)
+    envelope = build_envelope(body, event_type, facts)
+    await get_publisher().publish(to_record(envelope))
+    metrics.inc("gateway_events_total", source="browser", outcome="accepted")
+
+    response = json_response(SUCCESS_BODY, headers=cors_headers)
+    identity.set_cookies(response, visitor, pipeline.cookie_domain or settings.COOKIE_DOMAIN or None)
+    return response
+
+
+def visitor_facts(
+    request: HttpRequest, pipeline: PipelineSnapshot, source_kind: str, click_ids: dict[str, str], received_at: datetime
+) -> tuple[identity.Identity, RequestFacts]:
+    """The visitor's identity (from cookies, or minted) and the request's facts, for inputs that
+    a browser sends (the browser endpoints and the pixel)."""
+    visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=int(received_at.timestamp() * 1000))
+    ip, user_agent, gpc = request_origin_facts(request.META)
     facts = RequestFacts(
         pipeline_id=pipeline.pipeline_id,
-        source_kind="browser",
+        source_kind=source_kind,
         source_id=None,
         received_at=received_at,
         ip=ip,
@@ -50,13 +65,7 @@ async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
         vendor_ids=visitor.vendor_ids,
         click_ids=click_ids,
     )
-    envelope = build_envelope(body, event_type, facts)
-    await get_publisher().publish(to_record(envelope))
-    metrics.inc("gateway_events_total", source="browser", outcome="accepted")
-
-    response = json_response(SUCCESS_BODY, headers=cors_headers)
-    identity.set_cookies(response, visitor, pipeline.cookie_domain or settings.COOKIE_DOMAIN or None)
-    return response
+    return visitor, facts
 
 
 async def preflight(request: HttpRequest) -> HttpResponse:

@@ -6,9 +6,11 @@ client's clock skew, adds the gateway's own context, and keeps unknown top-level
 
 from __future__ import annotations
 
+import re
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -19,6 +21,7 @@ from ingestion.publisher import Record
 SCHEMA_VERSION = 1
 EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 MAX_ID_LENGTH = 256
+_SCHEMA_VERSION_HEADER = str(SCHEMA_VERSION).encode()
 
 # Keys the gateway owns; a client's value for these is replaced, not kept.
 _GATEWAY_KEYS = frozenset({"pipelineId", "source", "schemaVersion", "receivedAt", "writeKey"})
@@ -40,6 +43,21 @@ class RequestFacts:
     click_ids: dict[str, str] | None = None
     sent_at: Any = None  # a batch's top-level sentAt applies to events that carry none
     require_identity: bool = True
+    received_ms: int = field(init=False)
+    received_iso: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "received_ms", _epoch_ms(self.received_at))
+        object.__setattr__(self, "received_iso", iso_ms(self.received_at))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MS
 
 
 def iso_ms(moment: datetime) -> str:
@@ -47,25 +65,47 @@ def iso_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
-def parse_time(value: Any, field: str) -> datetime | None:
+@lru_cache(maxsize=4096)
+def _second(epoch_s: int) -> str:
+    return (_EPOCH + timedelta(seconds=epoch_s)).isoformat()[:19]
+
+
+def iso_from_ms(epoch_ms: int) -> str:
+    """ISO 8601 with milliseconds for a unix time in ms (the hot path's formatter: the date part is
+    cached per second)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _parse_iso(value: str) -> tuple[int, str] | None:
+    """(unix ms, ISO string with ms) for a client's time; None if unreadable. Cached: a batch
+    repeats its sentAt on every event, and SDKs already send the canonical form."""
+    try:
+        parsed = datetime.fromisoformat(value)
+        moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return _epoch_ms(moment), (value if _CANONICAL.fullmatch(value) else iso_ms(moment))
+
+
+def parse_time(value: Any, field: str) -> tuple[int, str] | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidPayload(f"{field} is not an ISO 8601 time: {value[:64]!r}") from None
-        try:
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-        except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before the year 1 in UTC
-            raise InvalidPayload(f"{field} is out of range: {value[:64]!r}") from None
-    raise InvalidPayload(f"{field} must be an ISO 8601 string")
+    if type(value) is not str:
+        raise InvalidPayload(f"{field} must be an ISO 8601 string")
+    parsed = _parse_iso(value)
+    if parsed is None:
+        raise InvalidPayload(f"{field} is not an ISO 8601 time (or is out of range): {value[:64]!r}")
+    return parsed
 
 
 def _identifier(event: dict[str, Any], field: str) -> str | None:
     value = event.get(field)
     if value is None or value == "":
         return None
+    if type(value) is str and len(value) <= MAX_ID_LENGTH:
+        return value  # the common case, checked first
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidPayload(f"{field} must be a string")
     text = str(value)
@@ -78,22 +118,23 @@ def _object(event: dict[str, Any], field: str) -> dict[str, Any]:
     value = event.get(field)
     if value is None:
         return {}
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise InvalidPayload(f"{field} must be an object")
     return value
 
 
 def _text(event: dict[str, Any], field: str) -> str | None:
     value = event.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidPayload(f"{field} must be a string")
-    return value
+    if value is None or type(value) is str:
+        return value
+    raise InvalidPayload(f"{field} must be a string")
 
 
-def build_envelope(event: dict[str, Any], event_type: str | None, facts: RequestFacts) -> dict[str, Any]:
-    """``event_type`` set by the path (browser, pixel) wins over the body's ``type``."""
+def build_envelope(
+    event: dict[str, Any], event_type: str | None, facts: RequestFacts, click_ids: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``event_type`` set by the path (browser, pixel) wins over the body's ``type``; ``click_ids``
+    (one batch event's own) override the request's."""
     kind = event_type or event.get("type")
     if kind not in EVENT_TYPES:
         raise InvalidPayload(f"type must be one of {', '.join(EVENT_TYPES)}")
@@ -114,43 +155,46 @@ def build_envelope(event: dict[str, Any], event_type: str | None, facts: Request
     traits = _object(event, "traits")
     original = parse_time(event.get("timestamp"), "timestamp")
     sent = parse_time(event.get("sentAt", facts.sent_at), "sentAt")
-    received = facts.received_at
     if original is not None and sent is not None:
         try:
-            timestamp = received - (sent - original)  # the client's clock skew, taken out
-        except OverflowError:
+            timestamp = iso_from_ms(facts.received_ms - (sent[0] - original[0]))  # the client's clock skew, out
+        except (OverflowError, ValueError):
             raise InvalidPayload("timestamp and sentAt are too far apart to correct for clock skew") from None
+    elif original is not None:
+        timestamp = original[1]
     else:
-        timestamp = original or received
+        timestamp = facts.received_iso
 
     if facts.ip and not context.get("ip"):
         context["ip"] = facts.ip
     if facts.user_agent and not context.get("userAgent"):
         context["userAgent"] = facts.user_agent
-    context["clickIds"] = facts.click_ids or {}
+    context["clickIds"] = (facts.click_ids if click_ids is None else click_ids) or {}
     context["vendorIds"] = facts.vendor_ids or {}
     context["gpc"] = facts.gpc
 
-    envelope = {k: v for k, v in event.items() if k not in _GATEWAY_KEYS}
-    envelope.update(
-        messageId=message_id,
-        type=kind,
-        event=name,
-        name=_text(event, "name"),
-        properties=properties,
-        traits=traits,
-        userId=user_id,
-        anonymousId=anonymous_id,
-        groupId=group_id,
-        timestamp=iso_ms(timestamp),
-        originalTimestamp=iso_ms(original) if original else None,
-        sentAt=iso_ms(sent) if sent else None,
-        receivedAt=iso_ms(received),
-        context=context,
-        pipelineId=facts.pipeline_id,
-        source={"kind": facts.source_kind, "id": facts.source_id},
-        schemaVersion=SCHEMA_VERSION,
-    )
+    envelope = {
+        "messageId": message_id,
+        "type": kind,
+        "event": name,
+        "name": _text(event, "name"),
+        "properties": properties,
+        "traits": traits,
+        "userId": user_id,
+        "anonymousId": anonymous_id,
+        "groupId": group_id,
+        "timestamp": timestamp,
+        "originalTimestamp": original[1] if original else None,
+        "sentAt": sent[1] if sent else None,
+        "receivedAt": facts.received_iso,
+        "context": context,
+        "pipelineId": facts.pipeline_id,
+        "source": {"kind": facts.source_kind, "id": facts.source_id},
+        "schemaVersion": SCHEMA_VERSION,
+    }
+    for key, value in event.items():  # unknown keys are kept as they came (integrations, _metadata, …)
+        if key not in envelope and key not in _GATEWAY_KEYS:
+            envelope[key] = value
     return envelope
 
 
@@ -164,6 +208,6 @@ def to_record(envelope: dict[str, Any]) -> Record:
             ("pipeline_id", envelope["pipelineId"].encode()),
             ("source_kind", envelope["source"]["kind"].encode()),
             ("message_id", envelope["messageId"].encode()),
-            ("schema_version", str(SCHEMA_VERSION).encode()),
+            ("schema_version", _SCHEMA_VERSION_HEADER),
         ],
     )

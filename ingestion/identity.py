@@ -108,8 +108,13 @@ def resolve_identity(cookies: Mapping[str, str], click_ids: Mapping[str, str], *
     return Identity(dfid=dfid, vendor_ids=vendor_ids, new_cookies=new)
 
 
+_CLICK_ID_HINT = re.compile("|".join(CLICK_ID_PARAMS))
+
+
 def click_ids_from_query(query: str) -> dict[str, str]:
     found: dict[str, str] = {}
+    if not _CLICK_ID_HINT.search(query):
+        return found  # most page URLs carry none: skip parsing the query
     for name, value in parse_qsl(query.lstrip("?"), keep_blank_values=False):
         if name in _CLICK_ID_SET and value and name not in found:
             found[name] = value

@@ -62,13 +62,12 @@ def encode(value: Any) -> bytes:
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
+    """Whether a parsed JSON value nests deeper than ``limit`` containers (recursion is bounded by
+    ``limit``; only containers are descended into)."""
+    if limit == 0:
+        return True
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if (kind is dict or kind is list) and depth_exceeds(item, limit - 1):
             return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
     return False

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from ingestion import auth, identity, metrics
-from ingestion.client import request_origin_facts
-from ingestion.envelope import RequestFacts, build_envelope, iso_ms, to_record
+from ingestion.browser import visitor_facts
+from ingestion.envelope import build_envelope, iso_ms, to_record
 from ingestion.errors import ApiError, InvalidPayload
 from ingestion.publisher import get_publisher
 from ingestion.responses import GatewayResponse
@@ -76,21 +76,7 @@ async def _collect(request: HttpRequest, event_type: str) -> HttpResponse:
     pipeline = await auth.authenticate(query.get("wk", ""))
     event = event_from_query(query, event_type)
     click_ids = identity.click_ids_from_query(request.META.get("QUERY_STRING", ""))
-    now_ms = int(received_at.timestamp() * 1000)
-    visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=now_ms)
-    ip, user_agent, gpc = request_origin_facts(request.META)
-    facts = RequestFacts(
-        pipeline_id=pipeline.pipeline_id,
-        source_kind="pixel",
-        source_id=None,
-        received_at=received_at,
-        ip=ip,
-        user_agent=user_agent,
-        gpc=gpc,
-        anonymous_id=visitor.dfid,
-        vendor_ids=visitor.vendor_ids,
-        click_ids=click_ids,
-    )
+    visitor, facts = visitor_facts(request, pipeline, "pixel", click_ids, received_at)
     await get_publisher().publish(to_record(build_envelope(event, event_type, facts)))
     metrics.inc("gateway_events_total", source="pixel", outcome="accepted")
     response = gif_response()

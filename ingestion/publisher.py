@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -68,19 +67,17 @@ class Publisher:
 
     # -- producing ----------------------------------------------------------------------------
 
-    def _enqueue(self, record: Record) -> asyncio.Future[None]:
+    def _enqueue(self, records: Sequence[Record]) -> asyncio.Future[None]:
+        """Queue the records; the future completes when all are acknowledged (or one fails)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        waiter = _Waiter(future, len(records), self._completed)
+        produce, topic = self._producer.produce, self.topic
         try:
-            self._producer.produce(
-                self.topic,
-                value=record.value,
-                key=record.key,
-                headers=record.headers,
-                on_delivery=partial(self._on_delivery, future),
-            )
+            for record in records:
+                produce(topic, value=record.value, key=record.key, headers=record.headers, on_delivery=waiter.delivered)
         except BufferError:
             raise PublishUnavailable("the local Kafka queue is full") from None
         except KafkaException as exc:
@@ -89,36 +86,24 @@ class Publisher:
 
     async def publish(self, record: Record) -> None:
         """Return once Kafka has acknowledged the record."""
-        future = self._enqueue(record)
+        await self.publish_many((record,))
+
+    async def publish_many(self, records: Sequence[Record]) -> None:
+        """Queue every record at once and wait for all acknowledgements together."""
+        future = self._enqueue(records)
         try:
             await asyncio.wait_for(future, self.ack_timeout)
         except TimeoutError:
             raise PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s") from None
 
-    async def publish_many(self, records: Sequence[Record]) -> None:
-        """Queue every record at once and wait for all acknowledgements together."""
-        futures = []
-        try:
-            for record in records:
-                futures.append(self._enqueue(record))
-            await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout)
-        except TimeoutError:
-            raise PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s") from None
-        finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
-
     # -- delivery reports (poll thread) -------------------------------------------------------
-
-    def _on_delivery(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Any) -> None:
-        self._completed.append((future, err))
 
     def _poll_forever(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
             if self._completed and self._loop is not None:
-                batch, self._completed = self._completed, []
+                batch = self._completed[:]
+                del self._completed[: len(batch)]
                 try:
                     self._loop.call_soon_threadsafe(_complete, batch)
                 except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -155,6 +140,29 @@ class Publisher:
         self._stopping.set()
         self._thread.join(timeout=1.0)
         return self._producer.flush(timeout)
+
+
+class _Waiter:
+    """Counts one request's delivery reports in the poll thread; only the last one (or the first
+    error) is handed to the event loop."""
+
+    __slots__ = ("future", "remaining", "completed")
+
+    def __init__(self, future: asyncio.Future[None], count: int, completed: list[Any]) -> None:
+        self.future = future
+        self.remaining = count
+        self.completed = completed
+
+    def delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        if self.remaining <= 0:
+            return  # already reported (an earlier record failed)
+        if err is not None:
+            self.remaining = 0
+            self.completed.append((self.future, err))
+            return
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.completed.append((self.future, None))
 
 
 def _complete(batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:

@@ -37,10 +37,8 @@ def _verify(request: HttpRequest, pipeline: PipelineSnapshot, *, required: bool)
     )
 
 
-def _facts(request: HttpRequest, pipeline: PipelineSnapshot, kind: str, event: dict[str, Any],
-           received_at: datetime, sent_at: Any = None) -> RequestFacts:
-    context = event.get("context")
-    click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
+def _facts(request: HttpRequest, pipeline: PipelineSnapshot, kind: str, received_at: datetime,
+           sent_at: Any = None) -> RequestFacts:
     ip, user_agent, gpc = request_origin_facts(request.META)
     return RequestFacts(
         pipeline_id=pipeline.pipeline_id,
@@ -50,9 +48,13 @@ def _facts(request: HttpRequest, pipeline: PipelineSnapshot, kind: str, event: d
         ip=ip,
         user_agent=user_agent,
         gpc=gpc,
-        click_ids=click_ids,
         sent_at=sent_at,
     )
+
+
+def _click_ids(event: dict[str, Any]) -> dict[str, str]:
+    context = event.get("context")
+    return identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
 
 
 async def collect_event(request: HttpRequest) -> HttpResponse:
@@ -66,7 +68,8 @@ async def collect_event(request: HttpRequest) -> HttpResponse:
     )
     pipeline = await auth.authenticate(auth.key_from_request(request.META, body))
     _verify(request, pipeline, required=True)
-    envelope = build_envelope(body, body.get("type") or "track", _facts(request, pipeline, "server", body, received_at))
+    facts = _facts(request, pipeline, "server", received_at)
+    envelope = build_envelope(body, body.get("type") or "track", facts, _click_ids(body))
     await get_publisher().publish(to_record(envelope))
     metrics.inc("gateway_events_total", source="server", outcome="accepted")
     return json_response(SUCCESS_BODY)
@@ -113,7 +116,8 @@ async def collect_batch(request: HttpRequest) -> HttpResponse:
 
     # Every event is within the per-event limit when the whole body is.
     check_sizes = len(request.body) > payload.MAX_EVENT_BYTES or meta.get("HTTP_CONTENT_ENCODING")
-    top_context, sent_at = body.get("context"), body.get("sentAt")
+    top_context = body.get("context")
+    facts = _facts(request, pipeline, "batch", received_at, body.get("sentAt"))
     records, errors = [], []
     for index, event in enumerate(events):
         try:
@@ -123,8 +127,7 @@ async def collect_batch(request: HttpRequest) -> HttpResponse:
                 raise PayloadTooLarge(f"the event is over {payload.MAX_EVENT_BYTES} bytes")
             if top_context:
                 event = {**event, "context": _merge_context(top_context, event.get("context"))}
-            facts = _facts(request, pipeline, "batch", event, received_at, sent_at)
-            records.append(to_record(build_envelope(event, event.get("type") or "track", facts)))
+            records.append(to_record(build_envelope(event, event.get("type") or "track", facts, _click_ids(event))))
         except ApiError as exc:
             errors.append({"index": index, "code": exc.code, "message": exc.message})
     if records:

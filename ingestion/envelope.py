@@ -200,14 +200,16 @@ def build_envelope(
 
 def to_record(envelope: dict[str, Any]) -> Record:
     """Key ``<pipelineId>:<anonymousId|userId|messageId>`` keeps one visitor's events in order."""
-    who = envelope["anonymousId"] or envelope["userId"] or envelope["messageId"]
+    pipeline_id = envelope["pipelineId"]
+    message_id = envelope["messageId"]
+    who = envelope["anonymousId"] or envelope["userId"] or message_id
     return Record(
-        key=f"{envelope['pipelineId']}:{who}".encode(),
-        value=orjson.dumps(envelope),
-        headers=[
-            ("pipeline_id", envelope["pipelineId"].encode()),
+        f"{pipeline_id}:{who}".encode(),
+        orjson.dumps(envelope),
+        [
+            ("pipeline_id", pipeline_id.encode()),
             ("source_kind", envelope["source"]["kind"].encode()),
-            ("message_id", envelope["messageId"].encode()),
+            ("message_id", message_id.encode()),
             ("schema_version", _SCHEMA_VERSION_HEADER),
         ],
     )

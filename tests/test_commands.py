@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def manage(database_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**__import__("os").environ, "DATABASE_URL": database_url}
+        env = {**os.environ, "DATABASE_URL": database_url}
         return subprocess.run(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
@@ -133,3 +135,18 @@ def test_bad_webhook_mapping_is_refused(manage) -> None:  # type: ignore[no-unty
     assert result.returncode != 0
     assert "not an envelope field" in result.stderr
     assert not Source.objects.filter(pipeline_id=created["pipeline_id"]).exists()
+
+
+def test_check_deploy_is_clean_apart_from_what_tls_in_front_provides() -> None:
+    env = {
+        **os.environ,
+        "SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
+        "ENCRYPTION_KEY": "x2iiTSFZh1sVpuGnaTFeQ3-i9NxuExRx4TQyLY7g3mE=",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    reported = sorted(set(re.findall(r"\((\S+\.[WE]\d+)\)", result.stdout + result.stderr)))
+    assert reported == ["security.W004", "security.W008"]  # HSTS and the HTTPS redirect belong to the TLS proxy

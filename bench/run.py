@@ -54,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 from signal_gateway.devbroker import start_broker, wait_for_port  # noqa: E402
 
 HOST = "127.0.0.1"
+# Both servers run as bin/docker-entrypoint runs the gateway: no per-request access log.
+DAPHNE_FLAGS = ("-v", "0")
 TOPIC = "raw-events"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 WRK_THREADS = 1
@@ -294,7 +296,7 @@ def start_daphne(name: str, app: str, *, env: dict[str, str], log_dir: Path, pro
         process = processes.add(
             name,
             subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), app],
+                [sys.executable, "-m", "daphne", *DAPHNE_FLAGS, "-b", HOST, "-p", str(port), app],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

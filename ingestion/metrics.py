@@ -7,6 +7,7 @@ gateway processes, Prometheus scrapes each and sums; the ``pid`` label keeps the
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 
 _HELP = {
@@ -25,9 +26,16 @@ def value(name: str, **labels: str) -> int:
     return _counts[(name, tuple(sorted(labels.items())))]
 
 
+_STARTED = time.time()
+
+
 def render() -> str:
     pid = str(os.getpid())
-    lines: list[str] = []
+    lines: list[str] = [
+        "# HELP gateway_process_start_time_seconds When this gateway process started (unix seconds).",
+        "# TYPE gateway_process_start_time_seconds gauge",
+        f'gateway_process_start_time_seconds{{pid="{pid}"}} {_STARTED:.3f}',
+    ]
     for name, help_text in _HELP.items():
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} counter")

@@ -21,7 +21,7 @@ from segment.analytics.client import Client as SegmentClient
 
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
-from tests.fixtures.http import Response, basic, post
+from tests.fixtures.http import Response, assert_error, basic, post
 from tests.fixtures.kafka import KafkaRecord, read_records
 
 # How long to keep reading after the last expected record, so a stray one would show.
@@ -38,14 +38,6 @@ def track(n: int, **extra: Any) -> dict[str, Any]:
 def send(gateway: Gateway, created: PipelineCreated, body: dict[str, Any] | bytes, **kwargs: Any) -> Response:
     return post(gateway.url + "/v1/batch", body, key=created.pipeline_key, **kwargs)
 
-
-def assert_error(response: Response, status: int, code: str) -> None:
-    assert response.status == status, response.body
-    assert response.header("Content-Type") == "application/json"
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
 
 
 def accepted(count: int) -> dict[str, Any]:

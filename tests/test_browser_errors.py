@@ -11,7 +11,7 @@ import pytest
 from pipelines import services
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
-from tests.fixtures.http import Response, post, request
+from tests.fixtures.http import Response, assert_error, post, request
 from tests.fixtures.kafka import KafkaRecord, read_records
 
 # How long to keep reading after the last expected record, so a stray one would show.
@@ -19,15 +19,6 @@ SETTLE = 1.0
 # Admin changes must reach every gateway process within a few seconds (SPEC §1).
 PROPAGATION_SECONDS = 5.0
 
-
-def assert_error(response: Response, status: int, code: str) -> None:
-    assert response.status == status, response.body
-    assert response.header("Content-Type") == "application/json"
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert sorted(body["error"]) == ["code", "message"], body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
 
 
 def published(

@@ -18,7 +18,7 @@ import pytest
 from pipelines import services
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
-from tests.fixtures.http import Response, post
+from tests.fixtures.http import Response, assert_error, post
 from tests.fixtures.kafka import KafkaRecord, read_records
 
 # How long to keep reading after the last expected record, so a stray one would show.
@@ -60,14 +60,6 @@ def send_signed(gateway: Gateway, created: PipelineCreated, secret: str) -> Resp
     body = raw_body(EVENT)
     return send(gateway, created, body, signature_headers(secret, body))
 
-
-def assert_error(response: Response, status: int, code: str) -> None:
-    assert response.status == status, response.body
-    assert response.header("Content-Type") == "application/json"
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
 
 
 def published(

@@ -16,6 +16,7 @@ from django.http import HttpResponse, HttpResponseNotAllowed
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from ingestion.errors import ApiError, BatchTooLarge, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge
+from ingestion.lifecycle import InFlight
 from ingestion.responses import error_response
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,13 @@ class IngestionHandler:
         return match
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        InFlight.count += 1
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            InFlight.count -= 1
+
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
         try:
             match = self._resolve(path)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import HttpResponse
 
+from ingestion.lifecycle import InFlight
 from ingestion.publisher import get_publisher
 from ingestion.responses import json_response
 
@@ -51,6 +52,8 @@ async def _status(check: Callable[[], Awaitable[object]]) -> dict[str, str]:
 
 
 async def readiness() -> HttpResponse:
+    if InFlight.draining:
+        return json_response({"status": "draining"}, status=503)
     names = ("database", "redis", "kafka")
     results = await asyncio.gather(
         _status(sync_to_async(_database, thread_sensitive=False)), _status(_redis), _status(_kafka)

@@ -1,10 +1,20 @@
-"""Process start and stop for the ingestion side: producer up and topic present; flush on exit."""
+"""Process start and stop for the ingestion side: producer up and topic present; on SIGTERM, drain
+the requests in flight before daphne stops; flush the producer on exit.
+
+daphne's own SIGTERM handling cancels every request in flight at once. Under daphne, ours replaces
+it: /readyz turns 503 (the load balancer stops sending), requests keep being served until none is
+in flight or SHUTDOWN_GRACE_SECONDS pass, then the reactor stops and atexit flushes the producer.
+"""
 
 from __future__ import annotations
 
 import atexit
 import logging
+import signal
+import sys
 import threading
+import time
+from typing import Any
 
 from django.conf import settings
 
@@ -12,6 +22,13 @@ from ingestion.publisher import get_publisher
 
 logger = logging.getLogger(__name__)
 _started = False
+
+
+class InFlight:
+    """Requests being handled by this process; ``draining`` once SIGTERM has arrived."""
+
+    count = 0
+    draining = False
 
 
 def start() -> None:
@@ -24,6 +41,31 @@ def start() -> None:
         # Kafka may come up after us; keep trying in the background (readyz reports it meanwhile).
         threading.Thread(target=_ensure_topic_until_done, name="ensure-topic", daemon=True).start()
     atexit.register(stop)
+    if "twisted.internet.reactor" in sys.modules:  # served by daphne
+        from twisted.internet import reactor
+
+        # After the reactor starts, so ours replaces the handler Twisted installs then.
+        reactor.callWhenRunning(signal.signal, signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    from twisted.internet import reactor
+
+    reactor.callFromThread(_drain, time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS)
+
+
+def _drain(deadline: float) -> None:
+    from twisted.internet import reactor
+
+    if not InFlight.draining:
+        InFlight.draining = True
+        logger.info("SIGTERM: draining %d request(s) in flight", InFlight.count)
+    if InFlight.count == 0 or time.monotonic() >= deadline:
+        if InFlight.count:
+            logger.warning("stopping with %d request(s) still in flight", InFlight.count)
+        reactor.stop()
+    else:
+        reactor.callLater(0.05, _drain, deadline)
 
 
 def _ensure_topic_until_done() -> None:

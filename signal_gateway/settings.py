@@ -100,6 +100,8 @@ KAFKA_TOPIC = env_str("KAFKA_TOPIC", "raw-events")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 6)
 # How long a request waits for Kafka's acknowledgement before answering 503.
 KAFKA_ACK_TIMEOUT = env_float("KAFKA_ACK_TIMEOUT", 2.0)
+# On SIGTERM, how long requests in flight may take to finish before the process stops.
+SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 10.0)
 # How long librdkafka waits to fill a produce request; every request waits this long for its ack.
 KAFKA_LINGER_MS = env_float("KAFKA_LINGER_MS", 0.5)
 

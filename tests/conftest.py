@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from pipelines import services
-from signal_gateway.devbroker import start_broker
+from signal_gateway.devbroker import broker_binary, start_broker, wait_for_port
 from tests.fixtures.gateway import Gateway, start_gateway
 from tests.fixtures.net import TcpProxy, free_port
 
@@ -120,6 +122,36 @@ def tcp_proxy() -> Iterator[Callable[[int], TcpProxy]]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+@dataclass
+class KafkaBehindProxy:
+    proxy: TcpProxy
+    bootstrap: str
+
+
+@pytest.fixture
+def kafka_behind_proxy(tcp_proxy: Callable[[int], TcpProxy], log_dir: Path) -> Iterator[KafkaBehindProxy]:
+    """A broker of its own that advertises the proxy's port, so every client (a gateway's producer
+    and the tests' consumer) reaches it through the proxy. The session broker advertises its own
+    port: a gateway bootstrapped through a proxy would go around it straight to the broker."""
+    port = free_port()
+    proxy = tcp_proxy(port)
+    listener, advertised = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{proxy.port}"
+    with open(log_dir / f"tansu-behind-proxy-{port}.log", "ab") as log:
+        broker = subprocess.Popen(
+            [broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", advertised,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port)
+        yield KafkaBehindProxy(proxy=proxy, bootstrap=f"127.0.0.1:{proxy.port}")
+    finally:
+        proxy.restore()
+        broker.terminate()
+        broker.wait(10)
 
 
 @pytest.fixture

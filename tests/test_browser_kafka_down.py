@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from pipelines.services import PipelineCreated
-from signal_gateway.devbroker import broker_binary, wait_for_port
+from tests.conftest import KafkaBehindProxy
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, post
 from tests.fixtures.kafka import read_records
-from tests.fixtures.net import TcpProxy, free_port
+from tests.fixtures.net import TcpProxy
 
 ACK_TIMEOUT = 2.0
 # The request may take the ack timeout plus the gateway's own work and a loaded machine's jitter.
@@ -32,44 +30,15 @@ class CutOffKafka:
 
 
 @pytest.fixture
-def cut_off_kafka(
-    tcp_proxy: Callable[[int], TcpProxy], gateway_factory: Callable[..., Gateway], log_dir: Path
-) -> Iterator[CutOffKafka]:
-    """A broker of its own that advertises the proxy's port, so every client (the gateway's producer
-    and the tests' consumer) reaches it through the proxy. The session broker advertises its own
-    port: a gateway bootstrapped through a proxy would go around it straight to the broker."""
-    port = free_port()
-    proxy = tcp_proxy(port)
-    listener, advertised = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{proxy.port}"
-    with open(log_dir / f"tansu-behind-proxy-{port}.log", "ab") as log:
-        broker = subprocess.Popen(
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                listener,
-                "--advertised-listener-url",
-                advertised,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    gateway: Gateway | None = None
+def cut_off_kafka(kafka_behind_proxy: KafkaBehindProxy, gateway_factory: Callable[..., Gateway]) -> Iterator[CutOffKafka]:
+    gateway = gateway_factory(KAFKA_BOOTSTRAP_SERVERS=kafka_behind_proxy.bootstrap, KAFKA_ACK_TIMEOUT=str(ACK_TIMEOUT))
     try:
-        wait_for_port(port)
-        bootstrap = f"127.0.0.1:{proxy.port}"
-        gateway = gateway_factory(KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_ACK_TIMEOUT=str(ACK_TIMEOUT))
-        yield CutOffKafka(gateway=gateway, proxy=proxy, bootstrap=bootstrap)
+        yield CutOffKafka(gateway=gateway, proxy=kafka_behind_proxy.proxy, bootstrap=kafka_behind_proxy.bootstrap)
     finally:
         # Stop the gateway while the broker is still reachable, so its flush on exit does not wait out
         # records it was still retrying.
-        proxy.restore()
-        if gateway is not None:
-            gateway.stop()
-        broker.terminate()
-        broker.wait(10)
+        kafka_behind_proxy.proxy.restore()
+        gateway.stop()
 
 
 def track(gateway: Gateway, created: PipelineCreated, message_id: str) -> Response:

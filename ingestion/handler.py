@@ -8,6 +8,7 @@ resolver and awaits it on the event loop, with no thread hop. The admin keeps th
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -104,7 +105,7 @@ class IngestionHandler:
         except _BodyTooLarge:
             await send_response(error_response(too_large(f"the body is over {limit - _SLACK} bytes")), send)
             return
-        request = ASGIRequest(scope, None)
+        request = ASGIRequest(scope, io.BytesIO(body))
         request._body = body  # the body is already read; nothing streams from here
         request.resolver_match = match
         try:

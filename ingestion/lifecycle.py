@@ -42,21 +42,23 @@ def start() -> None:
         threading.Thread(target=_ensure_topic_until_done, name="ensure-topic", daemon=True).start()
     atexit.register(stop)
     if "twisted.internet.reactor" in sys.modules:  # served by daphne
-        from twisted.internet import reactor
-
         # After the reactor starts, so ours replaces the handler Twisted installs then.
-        reactor.callWhenRunning(signal.signal, signal.SIGTERM, _on_sigterm)
+        _reactor().callWhenRunning(signal.signal, signal.SIGTERM, _on_sigterm)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor  # typed as Any: Twisted's module-level reactor confuses type checkers
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    from twisted.internet import reactor
-
+    reactor = _reactor()
     reactor.callFromThread(_drain, time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS)
 
 
 def _drain(deadline: float) -> None:
-    from twisted.internet import reactor
-
+    reactor = _reactor()
     if not InFlight.draining:
         InFlight.draining = True
         logger.info("SIGTERM: draining %d request(s) in flight", InFlight.count)

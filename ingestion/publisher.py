@@ -33,7 +33,7 @@ class Record(NamedTuple):
 
     key: bytes
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
 
 
 def producer_config(bootstrap: str, linger_ms: float = 2.0) -> dict[str, Any]:

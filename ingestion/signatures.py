@@ -175,7 +175,7 @@ def _verify_stripe(*, source: WebhookSource, headers: Mapping[str, str], body: b
     header = _header(headers, "stripe-signature", label="Stripe-Signature")
     timestamp, candidates = "", []
     for item in header.split(","):
-        key, _, value = item.strip().partition("=")
+        key, _sep, value = item.strip().partition("=")
         if key == "t":
             timestamp = value.strip()
         elif key == "v1" and value:
@@ -196,7 +196,7 @@ def _verify_shopify(*, source: WebhookSource, headers: Mapping[str, str], body: 
 
 def _verify_github(*, source: WebhookSource, headers: Mapping[str, str], body: bytes, **_: Any) -> None:
     header = _header(headers, "x-hub-signature-256", label="X-Hub-Signature-256")
-    prefix, _, given = header.partition("=")
+    prefix, _sep, given = header.partition("=")
     if prefix != "sha256" or not _hex_matches(_hmac(source.secret.encode(), body), given):
         raise InvalidSignature("X-Hub-Signature-256 does not match the body")
 

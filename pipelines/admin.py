@@ -122,7 +122,7 @@ class WebhookSecretForm(forms.ModelForm):
         fields = ("scheme", "secret", "tolerance_seconds", "mapping", "options")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         secret, scheme = data.get("secret") or "", data.get("scheme")
         if scheme and (secret or not self.instance.secret_encrypted):
             try:

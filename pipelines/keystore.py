@@ -238,7 +238,7 @@ class KeyStore:
         except (aioredis.RedisError, OSError) as exc:
             self._redis_failed(exc)
             return False, "0", None
-        gen = generation.decode() if generation else "0"
+        gen = (generation.decode() if isinstance(generation, bytes) else generation) if generation else "0"
         return True, gen, (json.loads(raw) if raw else None)
 
     async def _to_redis(self, token: str, generation: str, record: dict[str, Any]) -> None:

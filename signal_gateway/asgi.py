@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -25,7 +26,7 @@ INGESTION_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 ingestion_app = IngestionHandler()
 
 
-async def http_router(scope: dict, receive: object, send: object) -> None:
+async def http_router(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
     if path.startswith(INGESTION_PREFIXES) or path in INGESTION_PATHS:
         await ingestion_app(scope, receive, send)

@@ -8,14 +8,7 @@
 -- status outside 2xx (wrk's own counter only sees >= 400), and done() prints one "BENCH_RESULT {json}"
 -- line with exact counts for run.py.
 
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   next_id = next_id + 1
-   thread:set("thread_id", next_id)
-   table.insert(threads, thread)
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
 
 local sent = 0
 local RECIPIENTS = 20000
@@ -26,8 +19,7 @@ local head, before_mid, before_ts, before_cb
 function init(args)
    local key = args[1] or ""
    local tag = args[2] or "run"
-   non2xx = 0
-   statuses = {}
+   reset_counters()
    wrk.method = "GET"
    wrk.body = nil
    wrk.headers["User-Agent"] = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
@@ -47,35 +39,4 @@ function request()
    local ts = string.format("%d", os.time() * 1000 + sent % 1000)
    local path = head .. uid .. before_mid .. sent .. before_ts .. ts .. before_cb .. (sent * 2654435761) % 4294967296
    return wrk.format("GET", path)
-end
-
-function response(status, headers, body)
-   if status < 200 or status > 299 then
-      non2xx = non2xx + 1
-      local name = tostring(status)
-      statuses[name] = (statuses[name] or 0) + 1
-   end
-end
-
-function done(summary, latency, requests)
-   local non2xx_total = 0
-   local by_status = {}
-   for _, thread in ipairs(threads) do
-      non2xx_total = non2xx_total + (thread:get("non2xx") or 0)
-      for name, count in pairs(thread:get("statuses") or {}) do
-         by_status[name] = (by_status[name] or 0) + count
-      end
-   end
-   local parts = {}
-   for name, count in pairs(by_status) do
-      table.insert(parts, string.format('"%s":%d', name, count))
-   end
-   local e = summary.errors
-   io.write(string.format(
-      'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"non2xx":%d,"statuses":{%s},'
-      .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
-      .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
-      summary.requests, summary.duration, summary.bytes, non2xx_total, table.concat(parts, ","),
-      e.connect, e.read, e.write, e.status, e.timeout,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end

@@ -9,14 +9,7 @@
 -- 2xx batch that rejected some of its events ("partial"); done() prints one "BENCH_RESULT {json}"
 -- line with exact counts for run.py to reconcile against Kafka (one answered batch = 100 records).
 
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-   next_id = next_id + 1
-   thread:set("thread_id", next_id)
-   table.insert(threads, thread)
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_report.lua")
 
 local EVENTS = 100
 local USERS = 5000
@@ -88,9 +81,7 @@ local IDENTIFY_TRAITS = '{"email":"customer@example.com","name":"Ada Lovelace","
 function init(args)
    local key = args[1] or ""
    local tag = args[2] or "run"
-   non2xx = 0
-   partial = 0
-   statuses = {}
+   reset_counters()
    wrk.method = "POST"
    wrk.headers["Authorization"] = "Basic " .. base64(key .. ":")
    wrk.headers["Content-Type"] = "application/json"
@@ -136,38 +127,4 @@ function request()
       parts[i] = before_user[i] .. user .. before_counter[i] .. sent .. "-" .. i .. after_index[i]
    end
    return wrk.format(nil, nil, nil, body_head .. table.concat(parts, ",") .. body_tail)
-end
-
-function response(status, headers, body)
-   if status < 200 or status > 299 then
-      non2xx = non2xx + 1
-      local name = tostring(status)
-      statuses[name] = (statuses[name] or 0) + 1
-   elseif body and body:find('"rejected":', 1, true) and not body:find('"rejected":0', 1, true) then
-      partial = partial + 1  -- the gateway's answer; the bare app's says nothing of rejections
-   end
-end
-
-function done(summary, latency, requests)
-   local non2xx_total, partial_total = 0, 0
-   local by_status = {}
-   for _, thread in ipairs(threads) do
-      non2xx_total = non2xx_total + (thread:get("non2xx") or 0)
-      partial_total = partial_total + (thread:get("partial") or 0)
-      for name, count in pairs(thread:get("statuses") or {}) do
-         by_status[name] = (by_status[name] or 0) + count
-      end
-   end
-   local parts_out = {}
-   for name, count in pairs(by_status) do
-      table.insert(parts_out, string.format('"%s":%d', name, count))
-   end
-   local e = summary.errors
-   io.write(string.format(
-      'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"non2xx":%d,"partial":%d,"statuses":{%s},'
-      .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
-      .. '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
-      summary.requests, summary.duration, summary.bytes, non2xx_total, partial_total, table.concat(parts_out, ","),
-      e.connect, e.read, e.write, e.status, e.timeout,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end

@@ -217,12 +217,15 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads included."""
+    """User + system CPU of a process, all its threads and live child processes included (the
+    workers of ``--workers N``)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def children_cpu_seconds() -> float:
@@ -288,15 +291,30 @@ def create_bench_pipeline(env: dict[str, str]) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def start_daphne(name: str, app: str, *, env: dict[str, str], log_dir: Path, processes: Processes) -> Server:
+def start_daphne(
+    name: str, app: str, *, env: dict[str, str], log_dir: Path, processes: Processes, workers: int = 1
+) -> Server:
     port = free_port()
     log_path = log_dir / f"{name}.log"
+    command = [sys.executable, "-m", "daphne", *DAPHNE_FLAGS, "-b", HOST, "-p", str(port), app]
+    if workers > 1:  # several daphne processes on the port, as signal_gateway.serve runs them
+        command = [
+            sys.executable,
+            "-m",
+            "signal_gateway.serve",
+            "--workers",
+            str(workers),
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+        ]
     with open(log_path, "wb") as log:
         # Its own session: Ctrl-C reaches only this script, which then stops the servers in order.
         process = processes.add(
             name,
             subprocess.Popen(
-                [sys.executable, "-m", "daphne", *DAPHNE_FLAGS, "-b", HOST, "-p", str(port), app],
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -806,6 +824,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="sample each server with py-spy during each measurement (figures are perturbed); "
         "writes bench/results/profile-*.txt (collapsed stacks) for bench/profile_summary.py",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes on the port (signal_gateway.serve); the targets are for one (default 1)",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server logs)")
     return parser.parse_args(argv)
 
@@ -841,7 +865,9 @@ def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
     pipeline = create_bench_pipeline(env)
     key = pipeline["pipeline_key"]
 
-    gateway = start_daphne("gateway", "signal_gateway.asgi:application", env=env, log_dir=work, processes=processes)
+    gateway = start_daphne(
+        "gateway", "signal_gateway.asgi:application", env=env, log_dir=work, processes=processes, workers=args.workers
+    )
     bare = start_daphne("bare", "bench.bare_asgi:application", env=env, log_dir=work, processes=processes)
     wait_ready(gateway)
     smoke_event(gateway, key)
@@ -918,6 +944,7 @@ def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
                     "warmup_s": args.warmup,
                     "connections": connections,
                     "cache": "redis" if args.redis else "in-process",
+                    "gateway_workers": args.workers,
                     "wrk_threads": WRK_THREADS,
                     "profiled": args.profile,
                 },

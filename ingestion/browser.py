@@ -31,8 +31,7 @@ async def collect(request: HttpRequest, event_type: str) -> HttpResponse:
     )
     pipeline = await auth.authenticate(auth.key_from_request(meta, body))
     request.cors_headers = {}  # type: ignore[attr-defined]  # a refused origin gets no CORS headers
-    cors_headers = cors.check_origin(pipeline, origin)
-    request.cors_headers = cors_headers  # type: ignore[attr-defined]
+    request.cors_headers = cors_headers = cors.check_origin(pipeline, origin)  # type: ignore[attr-defined]
 
     context = body.get("context")
     click_ids = identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)

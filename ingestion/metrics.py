@@ -22,9 +22,6 @@ def inc(name: str, amount: int = 1, **labels: str) -> None:
     _counts[(name, tuple(sorted(labels.items())))] += amount
 
 
-def value(name: str, **labels: str) -> int:
-    return _counts[(name, tuple(sorted(labels.items())))]
-
 
 _STARTED = time.time()
 

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ingestion import auth, identity, metrics
 from ingestion.browser import visitor_facts
-from ingestion.envelope import build_envelope, iso_ms, to_record
+from ingestion.envelope import build_envelope, iso_from_ms, to_record
 from ingestion.errors import ApiError, InvalidPayload
 from ingestion.publisher import get_publisher
 from ingestion.responses import GatewayResponse
@@ -52,7 +52,7 @@ def event_from_query(query: Any, event_type: str) -> dict[str, Any]:
     ts = query.get("ts")
     if ts:
         try:
-            event["timestamp"] = iso_ms(datetime.fromtimestamp(int(ts) / 1000, UTC))
+            event["timestamp"] = iso_from_ms(int(ts))
         except (ValueError, OverflowError, OSError):
             raise InvalidPayload("ts must be unix milliseconds") from None
     return event

@@ -20,12 +20,13 @@ import copy
 import hashlib
 import hmac
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ingestion.envelope import MAX_ID_LENGTH
+from ingestion.envelope import MAX_ID_LENGTH, iso_from_ms
 from ingestion.errors import InvalidSignature, StaleTimestamp
 
 if TYPE_CHECKING:
@@ -311,10 +312,8 @@ def _read_path(payload: Any, path: str) -> Any:
 
 def _epoch_to_iso(value: float) -> str:
     # Webhook payloads stamp events in unix seconds (Stripe's created) or milliseconds (HubSpot's occurredAt).
-    seconds = value / 1000 if abs(value) >= 1e11 else value
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    # isoformat, not strftime: strftime writes the year 385 as "385", which no ISO parser reads back.
-    return moment.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+    millis = value if abs(value) >= 1e11 else value * 1000
+    return iso_from_ms(math.floor(millis))
 
 
 def _as_timestamp(value: Any) -> str | None:

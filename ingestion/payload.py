@@ -11,6 +11,7 @@ from ingestion.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaTy
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_DEPTH = 32
+_COUNT_BELOW = 8 * 1024
 _JSON_TYPES = {"", "application/json", "text/plain"}
 
 
@@ -31,8 +32,10 @@ def decode_json_body(raw: bytes, *, content_type: str, content_encoding: str, li
         raise InvalidPayload(f"the body is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidPayload("the body must be a JSON object")
-    # Fewer brackets than the limit cannot nest past it: the common case skips the walk.
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and depth_exceeds(body, MAX_DEPTH):
+    # Fewer brackets than the limit cannot nest past it: a small body (one event) skips the walk.
+    # A large body (a batch) nearly always has more, so it is walked without counting first.
+    small = len(data) <= _COUNT_BELOW and data.count(b"{") + data.count(b"[") <= MAX_DEPTH
+    if not small and depth_exceeds(body, MAX_DEPTH):
         raise InvalidPayload(f"the body nests deeper than {MAX_DEPTH} levels")
     return body
 

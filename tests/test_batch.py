@@ -237,9 +237,20 @@ def test_a_gzip_batch_that_inflates_past_5_mb_is_refused_whole_and_nothing_is_pu
     assert published(kafka_bootstrap, kafka_topic, pipeline) == []
 
 
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
 NOT_A_BATCH = {
     "no batch key": {"events": [track(0)]},
     "batch is an object": {"batch": track(0)},
+    # Over 8 KB, so the gateway walks the parsed body rather than counting brackets first.
+    "an event nesting deeper than 32 levels": {
+        "batch": [*(track(n) for n in range(100)), track(100, properties=nested(33))]
+    },
 }
 
 

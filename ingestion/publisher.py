@@ -75,10 +75,13 @@ class Publisher:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         waiter = _Waiter(future, len(records), self._completed)
-        produce, topic = self._producer.produce, self.topic
+        produce, topic, delivered = self._producer.produce, self.topic, waiter.delivered
         try:
-            for record in records:
-                produce(topic, value=record.value, key=record.key, headers=record.headers, on_delivery=waiter.delivered)
+            for key, value, headers in records:
+                # Positional, in the C signature's order (topic, value, key, partition, callback,
+                # on_delivery, timestamp, headers): keyword arguments cost librdkafka's binding a
+                # string lookup per name, about a fifth of produce(). -1 and 0 are its defaults.
+                produce(topic, value, key, -1, delivered, None, 0, headers)
         except BufferError:
             raise PublishUnavailable("the local Kafka queue is full") from None
         except KafkaException as exc:

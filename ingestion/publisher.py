@@ -68,8 +68,9 @@ class Publisher:
 
     # -- producing ----------------------------------------------------------------------------
 
-    def _enqueue(self, records: Sequence[Record]) -> asyncio.Future[None]:
-        """Queue the records; the future completes when all are acknowledged (or one fails)."""
+    def enqueue(self, records: Sequence[Record]) -> asyncio.Future[None]:
+        """Queue the records (librdkafka copies them); the future completes when all are
+        acknowledged (or one fails). Await it with ``wait``."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -94,9 +95,12 @@ class Publisher:
 
     async def publish_many(self, records: Sequence[Record]) -> None:
         """Queue every record at once and wait for all acknowledgements together."""
-        future = self._enqueue(records)
+        await self.wait(self.enqueue(records))
+
+    async def wait(self, acknowledged: asyncio.Future[None]) -> None:
+        """Return once ``enqueue``'s records are acknowledged; PublishUnavailable after ack_timeout."""
         try:
-            await asyncio.wait_for(future, self.ack_timeout)
+            await asyncio.wait_for(acknowledged, self.ack_timeout)
         except TimeoutError:
             raise PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s") from None
 

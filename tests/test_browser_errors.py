@@ -263,6 +263,8 @@ MULTIPART = b'--xyz\r\nContent-Disposition: form-data; name="event"\r\n\r\nViewe
 UNSUPPORTED = {
     "a form": ({"Content-Type": "application/x-www-form-urlencoded"}, b"event=Viewed"),
     "multipart": ({"Content-Type": "multipart/form-data; boundary=xyz"}, MULTIPART),
+    # Twisted would parse this itself and answer a bare 400 before the gateway saw it (serve.py).
+    "malformed multipart": ({"Content-Type": "multipart/form-data; boundary=xyz"}, b"--abc\r\nnot a form"),
     "XML": ({"Content-Type": "application/xml"}, b"<event>Viewed</event>"),
     "brotli": ({"Content-Type": "application/json", "Content-Encoding": "br"}, EVENT),
     "deflate": ({"Content-Type": "application/json", "Content-Encoding": "deflate"}, EVENT),

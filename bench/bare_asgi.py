@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from signal_gateway.serve import skip_twisted_form_parsing
+from signal_gateway.serve import tune_daphne_requests
 
 # The same daphne as the gateway's, so the ratio compares applications, not two tunings of daphne.
-skip_twisted_form_parsing()
+tune_daphne_requests()
 
 BODY = b'{"success":true}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]

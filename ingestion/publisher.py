@@ -98,11 +98,19 @@ class Publisher:
         await self.wait(self.enqueue(records))
 
     async def wait(self, acknowledged: asyncio.Future[None]) -> None:
-        """Return once ``enqueue``'s records are acknowledged; PublishUnavailable after ack_timeout."""
+        """Return once ``enqueue``'s records are acknowledged; PublishUnavailable after ack_timeout.
+
+        A timer fails the future, rather than asyncio.wait_for, which wraps it in a second future
+        and callbacks on every request."""
+        timer = asyncio.get_running_loop().call_later(self.ack_timeout, self._expire, acknowledged)
         try:
-            await asyncio.wait_for(acknowledged, self.ack_timeout)
-        except TimeoutError:
-            raise PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s") from None
+            await acknowledged
+        finally:
+            timer.cancel()
+
+    def _expire(self, acknowledged: asyncio.Future[None]) -> None:
+        if not acknowledged.done():
+            acknowledged.set_exception(PublishUnavailable(f"Kafka did not acknowledge within {self.ack_timeout:g}s"))
 
     # -- delivery reports (poll thread) -------------------------------------------------------
 

@@ -27,9 +27,11 @@ _SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
 _GATEWAY_KEYS = frozenset({"pipelineId", "source", "schemaVersion", "receivedAt", "writeKey"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestFacts:
-    """What the gateway knows about the request, independent of the body."""
+    """What the gateway knows about the request, independent of the body. Not frozen: one is built
+    per request and only read after, and a frozen dataclass's __init__ (object.__setattr__ per
+    field) cost more than building the envelope's time fields."""
 
     pipeline_id: str
     source_kind: str
@@ -47,8 +49,8 @@ class RequestFacts:
     received_iso: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "received_ms", _epoch_ms(self.received_at))
-        object.__setattr__(self, "received_iso", iso_ms(self.received_at))
+        self.received_ms = _epoch_ms(self.received_at)
+        self.received_iso = iso_from_ms(self.received_ms)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

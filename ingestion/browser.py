@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from ingestion import auth, cors, identity, metrics, payload
-from ingestion.client import request_origin_facts
+from ingestion.client import request_facts
 from ingestion.envelope import RequestFacts, build_envelope, to_record
 from ingestion.publisher import get_publisher
 from ingestion.responses import SUCCESS_BODY, json_response
@@ -51,18 +51,9 @@ def visitor_facts(
     """The visitor's identity (from cookies, or minted) and the request's facts, for inputs that
     a browser sends (the browser endpoints and the pixel)."""
     visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=int(received_at.timestamp() * 1000))
-    ip, user_agent, gpc = request_origin_facts(request.META)
-    facts = RequestFacts(
-        pipeline_id=pipeline.pipeline_id,
-        source_kind=source_kind,
-        source_id=None,
-        received_at=received_at,
-        ip=ip,
-        user_agent=user_agent,
-        gpc=gpc,
-        anonymous_id=visitor.dfid,
-        vendor_ids=visitor.vendor_ids,
-        click_ids=click_ids,
+    facts = request_facts(
+        request, pipeline.pipeline_id, source_kind, received_at,
+        anonymous_id=visitor.dfid, vendor_ids=visitor.vendor_ids, click_ids=click_ids,
     )
     return visitor, facts
 

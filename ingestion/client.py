@@ -1,13 +1,16 @@
-"""The client's address: the socket peer, or X-Forwarded-For when the peer is a trusted proxy."""
+"""What the request says about its sender: the client's address (the socket peer, or X-Forwarded-For
+when the peer is a trusted proxy), User-Agent and GPC, as RequestFacts; and the URL it addressed."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+
+from ingestion.envelope import RequestFacts
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -40,12 +43,22 @@ def client_ip(peer: str | None, forwarded_for: str) -> str | None:
     return peer
 
 
-def request_origin_facts(meta: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
-    """(client IP, User-Agent, Global Privacy Control) as the request carries them."""
-    return (
-        client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR", "")),
-        meta.get("HTTP_USER_AGENT"),
-        meta.get("HTTP_SEC_GPC") == "1",
+def request_facts(
+    request: Any, pipeline_id: str, source_kind: str, received_at: datetime, *, source_id: str | None = None,
+    **extra: Any,
+) -> RequestFacts:
+    """What the request says about its sender (client IP, User-Agent, Global Privacy Control) with
+    the pipeline and source; ``extra`` fills the rest of RequestFacts (visitor IDs, a batch's sentAt…)."""
+    meta = request.META
+    return RequestFacts(
+        pipeline_id=pipeline_id,
+        source_kind=source_kind,
+        source_id=source_id,
+        received_at=received_at,
+        ip=client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR", "")),
+        user_agent=meta.get("HTTP_USER_AGENT"),
+        gpc=meta.get("HTTP_SEC_GPC") == "1",
+        **extra,
     )
 
 

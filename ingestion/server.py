@@ -13,8 +13,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from ingestion import auth, identity, metrics, payload, signatures
-from ingestion.client import request_origin_facts
-from ingestion.envelope import RequestFacts, build_envelope, to_record
+from ingestion.client import request_facts
+from ingestion.envelope import build_envelope, to_record
 from ingestion.errors import ApiError, BatchTooLarge, InvalidPayload, PayloadTooLarge
 from ingestion.publisher import get_publisher
 from ingestion.responses import SUCCESS_BODY, json_response
@@ -38,21 +38,6 @@ def _verify(request: HttpRequest, pipeline: PipelineSnapshot, *, required: bool)
     )
 
 
-def _facts(request: HttpRequest, pipeline: PipelineSnapshot, kind: str, received_at: datetime,
-           sent_at: Any = None) -> RequestFacts:
-    ip, user_agent, gpc = request_origin_facts(request.META)
-    return RequestFacts(
-        pipeline_id=pipeline.pipeline_id,
-        source_kind=kind,
-        source_id=None,
-        received_at=received_at,
-        ip=ip,
-        user_agent=user_agent,
-        gpc=gpc,
-        sent_at=sent_at,
-    )
-
-
 def _click_ids(event: dict[str, Any]) -> dict[str, str]:
     context = event.get("context")
     return identity.click_ids_from_page(context.get("page") if isinstance(context, dict) else None)
@@ -69,7 +54,7 @@ async def collect_event(request: HttpRequest) -> HttpResponse:
     )
     pipeline = await auth.authenticate(auth.key_from_request(request.META, body))
     _verify(request, pipeline, required=True)
-    facts = _facts(request, pipeline, "server", received_at)
+    facts = request_facts(request, pipeline.pipeline_id, "server", received_at)
     envelope = build_envelope(body, body.get("type") or "track", facts, _click_ids(body))
     await get_publisher().publish(to_record(envelope))
     metrics.inc("gateway_events_total", source="server", outcome="accepted")
@@ -132,7 +117,7 @@ async def _queue_batch(request: HttpRequest) -> tuple[asyncio.Future[None] | Non
     # Every event is within the per-event limit when the whole body is.
     check_sizes = len(request.body) > payload.MAX_EVENT_BYTES or meta.get("HTTP_CONTENT_ENCODING")
     top_context = body.get("context")
-    facts = _facts(request, pipeline, "batch", received_at, body.get("sentAt"))
+    facts = request_facts(request, pipeline.pipeline_id, "batch", received_at, sent_at=body.get("sentAt"))
     records, errors = [], []
     for index, event in enumerate(events):
         try:

@@ -14,8 +14,8 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 
 from ingestion import auth, metrics, payload, signatures
-from ingestion.client import public_url, request_origin_facts
-from ingestion.envelope import RequestFacts, build_envelope, to_record
+from ingestion.client import public_url, request_facts
+from ingestion.envelope import build_envelope, to_record
 from ingestion.errors import NotFound
 from ingestion.publisher import get_publisher
 from ingestion.responses import SUCCESS_BODY, json_response
@@ -48,15 +48,8 @@ async def collect(request: HttpRequest) -> HttpResponse:
     context = event.setdefault("context", {})
     if isinstance(context, dict):
         context["webhook"] = {"scheme": source.scheme, **({"notes": notes} if notes else {})}
-    ip, user_agent, gpc = request_origin_facts(request.META)
-    facts = RequestFacts(
-        pipeline_id=pipeline.pipeline_id,
-        source_kind="webhook",
-        source_id=source_id,
-        received_at=received_at,
-        ip=ip,
-        user_agent=user_agent,
-        gpc=gpc,
+    facts = request_facts(
+        request, pipeline.pipeline_id, "webhook", received_at, source_id=source_id,
         require_identity=False,  # a vendor's event need not be about a visitor
     )
     await get_publisher().publish(to_record(build_envelope(event, event.get("type") or "track", facts)))

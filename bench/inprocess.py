@@ -19,7 +19,6 @@ import asyncio
 import base64
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -29,15 +28,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.run import free_port, gateway_env  # noqa: E402
 from signal_gateway.devbroker import start_broker  # noqa: E402
 
 EVENTS_PER_REQUEST = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def batch_body(request_number: int) -> bytes:
@@ -129,14 +123,13 @@ def main() -> int:
 
     port = free_port()
     broker = start_broker(port)
-    work = tempfile.mkdtemp(prefix="sg-inprocess-")
+    work = Path(tempfile.mkdtemp(prefix="sg-inprocess-"))
     try:
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="signal_gateway.settings", DATABASE_URL=f"sqlite:///{work}/db.sqlite3",
-            GATEWAY_VAR_DIR=work, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", KAFKA_TOPIC="raw-events",
-            KAFKA_ACK_TIMEOUT=os.environ.get("KAFKA_ACK_TIMEOUT", "30"),
-        )
-        os.environ.pop("REDIS_URL", None)
+        # The same settings bench/run.py gives its gateway (SQLite, in-process cache); a long ack
+        # timeout, so that a run under callgrind is not answered 503.
+        os.environ.clear()
+        os.environ.update(gateway_env(temp_dir=work, bootstrap=f"127.0.0.1:{port}", redis_url=None))
+        os.environ.setdefault("KAFKA_ACK_TIMEOUT", "30")
         import django
 
         django.setup()

@@ -7,10 +7,7 @@ with the real Segment and RudderStack server libraries pointed at the gateway (S
 from __future__ import annotations
 
 import gzip
-import hashlib
-import hmac
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +20,7 @@ from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, assert_error, basic, post
 from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.payloads import nested, signature_headers
 
 # How long to keep reading after the last expected record, so a stray one would show.
 SETTLE = 1.5
@@ -61,13 +59,6 @@ def by_message_id(records: list[KafkaRecord]) -> dict[str, dict[str, Any]]:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def signature_headers(secret: str, body: bytes) -> dict[str, str]:
-    """HMAC-SHA256 over ``<X-Timestamp>.<raw body>``, computed here rather than by the gateway's helper."""
-    stamp = str(int(time.time() * 1000))
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Signature": f"sha256={digest}", "X-Timestamp": stamp}
 
 
 # -- accepted -------------------------------------------------------------------------------------------
@@ -235,13 +226,6 @@ def test_a_gzip_batch_that_inflates_past_5_mb_is_refused_whole_and_nothing_is_pu
     # Then the limit applies after decompression, and none of it reaches Kafka
     assert_error(response, 400, "BATCH_TOO_LARGE")
     assert published(kafka_bootstrap, kafka_topic, pipeline) == []
-
-
-def nested(depth: int) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for _ in range(depth - 1):
-        value = {"a": value}
-    return value
 
 
 NOT_A_BATCH = {

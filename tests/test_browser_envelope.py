@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, basic, post
-from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.kafka import KafkaRecord, the_record
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
@@ -20,11 +20,6 @@ def now_ms() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def the_record(kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated) -> KafkaRecord:
-    [record] = read_records(kafka_bootstrap, kafka_topic, pipeline_id=created.pipeline.id, expect=1)
-    return record
 
 
 def received_between(record: KafkaRecord, before: datetime, after: datetime) -> datetime:

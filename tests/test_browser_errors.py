@@ -13,6 +13,7 @@ from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, assert_error, post, request
 from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.payloads import nested
 
 # How long to keep reading after the last expected record, so a stray one would show.
 SETTLE = 1.0
@@ -37,13 +38,6 @@ def post_until(status: int, send: object, timeout: float = PROPAGATION_SECONDS) 
         if response.status == status or time.monotonic() >= deadline:
             return response
         time.sleep(0.1)
-
-
-def nested(depth: int) -> dict[str, object]:
-    value: dict[str, object] = {}
-    for _ in range(depth - 1):
-        value = {"a": value}
-    return value
 
 
 # -- 400 INVALID_PAYLOAD --------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import post
-from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.kafka import the_record
+from tests.fixtures.payloads import returning_visitor
 
 TWO_YEARS = "63072000"
 NINETY_DAYS = "7776000"
@@ -20,23 +21,9 @@ FBCLID = "IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgE"
 GCLID = "Cj0KCQjw3tCyBhDBARIsAEY0XNm-_kqLAx9dQ3rGFhX8aLNu_BwE"
 
 
-def the_record(kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated) -> KafkaRecord:
-    [record] = read_records(kafka_bootstrap, kafka_topic, pipeline_id=created.pipeline.id, expect=1)
-    return record
-
-
 def is_uuid4(value: str) -> bool:
     parsed = uuid.UUID(value)
     return parsed.version == 4 and str(parsed) == value
-
-
-def returning_visitor() -> dict[str, str]:
-    return {
-        "_dfid": str(uuid.uuid4()),
-        "_ga": "GA1.1.987654321.1714561200",
-        "_fbp": "fb.1.1714561200000.1234567890",
-        "_ttp": str(uuid.uuid4()),
-    }
 
 
 # -- first visit --------------------------------------------------------------------------------------

@@ -10,14 +10,7 @@ import pytest
 
 from ingestion.errors import InvalidPayload
 from ingestion.payload import MAX_DEPTH, decode_json_body
-
-
-def nested(depth: int) -> dict[str, Any]:
-    """A JSON object whose containers nest ``depth`` levels deep (itself included)."""
-    value: Any = {}
-    for level in range(depth - 1):
-        value = [value] if level % 2 else {"a": value}  # lists and objects both count
-    return value if isinstance(value, dict) else {"a": value[0]}
+from tests.fixtures.payloads import nested
 
 
 def decode(body: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from pipelines import services
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, cookie_header, request
-from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.kafka import read_records, the_record
+from tests.fixtures.payloads import returning_visitor
 
 GIF_LENGTH = 43
 NO_CACHE = {
@@ -43,11 +44,6 @@ def assert_is_the_uncacheable_gif(response: Response) -> None:
     assert len(response.body) == GIF_LENGTH
     assert response.header("Content-Type") == "image/gif"
     assert {name: response.header(name) for name in NO_CACHE} == NO_CACHE
-
-
-def the_record(kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated) -> KafkaRecord:
-    [record] = read_records(kafka_bootstrap, kafka_topic, pipeline_id=created.pipeline.id, expect=1)
-    return record
 
 
 def only_record_is(kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated, event: str) -> None:
@@ -224,12 +220,7 @@ def test_a_returning_visitors_dfid_cookie_becomes_the_anonymous_id_and_is_not_re
     gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
 ) -> None:
     # Given a browser that already holds the gateway's cookies
-    returning = {
-        "_dfid": str(uuid.uuid4()),
-        "_ga": "GA1.1.987654321.1714561200",
-        "_fbp": "fb.1.1714561200000.1234567890",
-        "_ttp": str(uuid.uuid4()),
-    }
+    returning = returning_visitor()
 
     # When it loads a pixel without an aid
     response = pixel(gateway, "track", {"wk": pipeline.pipeline_key, "e": "Email Opened"}, cookies=returning)

@@ -7,8 +7,6 @@ hold the gateway to the wire contract of SPEC §2: ``X-Signature: sha256=<hex>``
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, assert_error, post
 from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.payloads import signature_headers
 
 # How long to keep reading after the last expected record, so a stray one would show.
 SETTLE = 1.5
@@ -38,13 +37,6 @@ EVENT = {
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def signature_headers(secret: str, body: bytes, timestamp: int | str | None = None) -> dict[str, str]:
-    """What a server-side client sends: HMAC-SHA256 over ``<X-Timestamp>.<raw body>``."""
-    stamp = str(now_ms() if timestamp is None else timestamp)
-    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Signature": f"sha256={digest}", "X-Timestamp": stamp}
 
 
 def raw_body(event: dict[str, object]) -> bytes:

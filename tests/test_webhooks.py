@@ -24,7 +24,7 @@ from pipelines import services
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, encode, post
-from tests.fixtures.kafka import KafkaRecord, read_records
+from tests.fixtures.kafka import KafkaRecord, read_records, the_record
 
 SETTLE = 1.5
 STRIPE_MAPPING = {
@@ -64,11 +64,6 @@ def webhook_url(gateway: Gateway, source_id: str) -> str:
 def send(gateway: Gateway, source_id: str, body: bytes, headers: Mapping[str, str] | None = None,
          content_type: str = "application/json") -> Response:
     return post(webhook_url(gateway, source_id), body, content_type=content_type, headers=headers)
-
-
-def the_record(kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated) -> KafkaRecord:
-    [record] = read_records(kafka_bootstrap, kafka_topic, pipeline_id=created.pipeline.id, expect=1)
-    return record
 
 
 def nothing_published(kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated) -> bool:

@@ -37,7 +37,6 @@ def json_response(
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> GatewayResponse:
     metrics.inc("gateway_errors_total", code=error.code)
-    response = json_response({"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers)
     if error.retry_after is not None:
-        response["Retry-After"] = str(error.retry_after)
-    return response
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
+    return json_response({"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers)

@@ -45,30 +45,79 @@ def batch_body(request_number: int) -> bytes:
         common: dict[str, Any] = {
             "context": {"library": {"name": "analytics-python", "version": "2.3.2"}},
             "integrations": {},
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 1)) + f".{(i * 9137) % 1000000:06d}+00:00",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 1))
+            + f".{(i * 9137) % 1000000:06d}+00:00",
             "userId": f"user-{(request_number * 7 + i * 13) % 5000:012d}",
             "messageId": f"py-inprocess-{request_number}-{i}",
         }
         slot = i % 20
         if slot < 12:
-            events.append({"type": "track", "event": "Order Completed", "properties": {
-                "order_id": "ord-7f3a9c21", "checkout_id": "chk-55e1b0", "total": 142.48, "revenue": 129.99,
-                "shipping": 7.5, "tax": 4.99, "currency": "USD", "coupon": "AUTUMN10",
-                "products": [{"product_id": "sku-48213", "sku": "TS-48213-42", "name": "Trail Shoe",
-                              "category": "Footwear", "price": 129.99, "quantity": 1}],
-                "app_version": "4.18.2", "environment": "production"}, **common})
+            events.append(
+                {
+                    "type": "track",
+                    "event": "Order Completed",
+                    "properties": {
+                        "order_id": "ord-7f3a9c21",
+                        "checkout_id": "chk-55e1b0",
+                        "total": 142.48,
+                        "revenue": 129.99,
+                        "shipping": 7.5,
+                        "tax": 4.99,
+                        "currency": "USD",
+                        "coupon": "AUTUMN10",
+                        "products": [
+                            {
+                                "product_id": "sku-48213",
+                                "sku": "TS-48213-42",
+                                "name": "Trail Shoe",
+                                "category": "Footwear",
+                                "price": 129.99,
+                                "quantity": 1,
+                            }
+                        ],
+                        "app_version": "4.18.2",
+                        "environment": "production",
+                    },
+                    **common,
+                }
+            )
         elif slot < 17:
-            events.append({"type": "page", "name": "Pricing", "category": "Marketing", "properties": {
-                "path": "/pricing", "url": "https://www.northpeak.example/pricing?plan=team&utm_source=newsletter",
-                "title": "Pricing | Northpeak", "referrer": "https://mail.google.com/",
-                "search": "?plan=team&utm_source=newsletter", "load_ms": 412,
-                "app_version": "4.18.2", "environment": "production"}, **common})
+            events.append(
+                {
+                    "type": "page",
+                    "name": "Pricing",
+                    "category": "Marketing",
+                    "properties": {
+                        "path": "/pricing",
+                        "url": "https://www.northpeak.example/pricing?plan=team&utm_source=newsletter",
+                        "title": "Pricing | Northpeak",
+                        "referrer": "https://mail.google.com/",
+                        "search": "?plan=team&utm_source=newsletter",
+                        "load_ms": 412,
+                        "app_version": "4.18.2",
+                        "environment": "production",
+                    },
+                    **common,
+                }
+            )
         else:
-            events.append({"type": "identify", "traits": {
-                "email": "customer@example.com", "name": "Ada Lovelace", "plan": "team-annual",
-                "company": {"id": "acct-20931", "name": "Analytical Engines Ltd", "employees": 42},
-                "created_at": "2023-03-14T09:26:53.000Z", "locale": "en-GB", "timezone": "Europe/London",
-                "app_version": "4.18.2", "environment": "production"}, **common})
+            events.append(
+                {
+                    "type": "identify",
+                    "traits": {
+                        "email": "customer@example.com",
+                        "name": "Ada Lovelace",
+                        "plan": "team-annual",
+                        "company": {"id": "acct-20931", "name": "Analytical Engines Ltd", "employees": 42},
+                        "created_at": "2023-03-14T09:26:53.000Z",
+                        "locale": "en-GB",
+                        "timezone": "Europe/London",
+                        "app_version": "4.18.2",
+                        "environment": "production",
+                    },
+                    **common,
+                }
+            )
     return orjson.dumps({"batch": events, "sentAt": sent_at})
 
 
@@ -92,11 +141,22 @@ async def drive(application: Any, key: str, bodies: list[bytes], concurrency: in
 
     async def one(body: bytes) -> None:
         scope = {
-            "type": "http", "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/v1/batch",
-            "raw_path": b"/v1/batch", "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+            "type": "http",
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/batch",
+            "raw_path": b"/v1/batch",
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8080),
-            "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                        (b"authorization", authorization), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"content-type", b"application/json"),
+                (b"authorization", authorization),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
 
         async def receive() -> dict[str, Any]:

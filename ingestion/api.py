@@ -18,7 +18,6 @@ from ingestion.responses import error_response
 logger = logging.getLogger(__name__)
 
 
-
 class _UnusedResponse(HttpResponse):
     """Stands in for the HttpResponse ninja builds on every request for a view that takes a
     ``response`` parameter (~4 us each). These views return their own response, so one shared
@@ -114,4 +113,3 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 @api.get("/metrics", tags=["health"])
 async def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4")
-

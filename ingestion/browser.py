@@ -52,8 +52,13 @@ def visitor_facts(
     a browser sends (the browser endpoints and the pixel)."""
     visitor = identity.resolve_identity(request.COOKIES, click_ids, now_ms=int(received_at.timestamp() * 1000))
     facts = request_facts(
-        request, pipeline.pipeline_id, source_kind, received_at,
-        anonymous_id=visitor.dfid, vendor_ids=visitor.vendor_ids, click_ids=click_ids,
+        request,
+        pipeline.pipeline_id,
+        source_kind,
+        received_at,
+        anonymous_id=visitor.dfid,
+        vendor_ids=visitor.vendor_ids,
+        click_ids=click_ids,
     )
     return visitor, facts
 

@@ -44,7 +44,12 @@ def client_ip(peer: str | None, forwarded_for: str) -> str | None:
 
 
 def request_facts(
-    request: Any, pipeline_id: str, source_kind: str, received_at: datetime, *, source_id: str | None = None,
+    request: Any,
+    pipeline_id: str,
+    source_kind: str,
+    received_at: datetime,
+    *,
+    source_id: str | None = None,
     **extra: Any,
 ) -> RequestFacts:
     """What the request says about its sender (client IP, User-Agent, Global Privacy Control) with

@@ -17,8 +17,18 @@ NINETY_DAYS = 7_776_000
 THIRTEEN_MONTHS = 34_128_000  # 395 days, TikTok's _ttp lifetime
 
 CLICK_ID_PARAMS = (
-    "gclid", "fbclid", "ttclid", "li_fat_id", "ScCid", "epik", "tduid",
-    "msclkid", "wbraid", "gbraid", "dclid", "twclid",
+    "gclid",
+    "fbclid",
+    "ttclid",
+    "li_fat_id",
+    "ScCid",
+    "epik",
+    "tduid",
+    "msclkid",
+    "wbraid",
+    "gbraid",
+    "dclid",
+    "twclid",
 )
 _CLICK_ID_SET = frozenset(CLICK_ID_PARAMS)
 

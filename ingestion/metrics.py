@@ -22,7 +22,6 @@ def inc(name: str, amount: int = 1, **labels: str) -> None:
     _counts[(name, tuple(sorted(labels.items())))] += amount
 
 
-
 _STARTED = time.time()
 
 

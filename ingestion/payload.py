@@ -22,7 +22,9 @@ def _media_type(content_type: str) -> str:
 def decode_json_body(raw: bytes, *, content_type: str, content_encoding: str, limit: int) -> dict[str, Any]:
     """The body as a JSON object; JSON may come as application/json or text/plain (no preflight)."""
     if _media_type(content_type) not in _JSON_TYPES:
-        raise UnsupportedMediaType(f"content type {content_type!r} is not accepted; send application/json or text/plain")
+        raise UnsupportedMediaType(
+            f"content type {content_type!r} is not accepted; send application/json or text/plain"
+        )
     data = decompress(raw, content_encoding=content_encoding, limit=limit)
     if not data:
         raise InvalidPayload("the body is empty")

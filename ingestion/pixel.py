@@ -43,8 +43,14 @@ def event_from_query(query: Any, event_type: str) -> dict[str, Any]:
             event["properties"][name[2:]] = value
         elif name.startswith("t.") and len(name) > 2:
             event["traits"][name[2:]] = value
-    for param, field in (("e", "event"), ("uid", "userId"), ("aid", "anonymousId"), ("gid", "groupId"),
-                         ("mid", "messageId"), ("name", "name")):
+    for param, field in (
+        ("e", "event"),
+        ("uid", "userId"),
+        ("aid", "anonymousId"),
+        ("gid", "groupId"),
+        ("mid", "messageId"),
+        ("name", "name"),
+    ):
         if query.get(param):
             event[field] = query[param]
     if event_type == "page" and "name" not in event and query.get("e"):

@@ -23,15 +23,15 @@ class GatewayResponse(HttpResponse):
         self.raw_headers: list[tuple[bytes, bytes]] = []
 
 
-def json_response(
-    body: bytes | Any, *, status: int = 200, headers: Mapping[str, str] | None = None
-) -> GatewayResponse:
+def json_response(body: bytes | Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> GatewayResponse:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     response = GatewayResponse(content, status=status, content_type="application/json")
     if headers:
         # Straight to the wire: Django's per-header checks cost ~1 us each, and these values are
         # ours or were a request header's (latin-1, and Twisted strips line breaks on the way out).
-        response.raw_headers.extend([(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()])
+        response.raw_headers.extend(
+            [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        )
     return response
 
 
@@ -39,4 +39,6 @@ def error_response(error: ApiError, headers: Mapping[str, str] | None = None) ->
     metrics.inc("gateway_errors_total", code=error.code)
     if error.retry_after is not None:
         headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
-    return json_response({"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers)
+    return json_response(
+        {"error": {"code": error.code, "message": error.message}}, status=error.status, headers=headers
+    )

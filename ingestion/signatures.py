@@ -78,7 +78,9 @@ def _check_window(*, timestamp_s: float, now: float, tolerance: float, label: st
     skew = now - timestamp_s
     if abs(skew) > tolerance:
         direction = "old" if skew > 0 else "in the future"
-        raise StaleTimestamp(f"{label} is {abs(skew):.0f} s {direction}; at most {tolerance:.0f} s either way is accepted")
+        raise StaleTimestamp(
+            f"{label} is {abs(skew):.0f} s {direction}; at most {tolerance:.0f} s either way is accepted"
+        )
 
 
 def _misconfigured(source_id: str, detail: str) -> InvalidSignature:
@@ -171,7 +173,9 @@ def _header(headers: Mapping[str, str], name: str, *, label: str | None = None) 
     return value
 
 
-def _verify_stripe(*, source: WebhookSource, headers: Mapping[str, str], body: bytes, now: float, tolerance: float, **_: Any) -> None:
+def _verify_stripe(
+    *, source: WebhookSource, headers: Mapping[str, str], body: bytes, now: float, tolerance: float, **_: Any
+) -> None:
     # Stripe-Signature: t=<unix s>,v1=<hex>[,v1=<hex>][,v0=<hex>]; only v1 is a live scheme.
     header = _header(headers, "stripe-signature", label="Stripe-Signature")
     timestamp, candidates = "", []
@@ -208,7 +212,15 @@ def hubspot_signed_uri(url: str) -> str:
 
 
 def _verify_hubspot_v3(
-    *, source: WebhookSource, method: str, url: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: float, **_: Any
+    *,
+    source: WebhookSource,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+    tolerance: float,
+    **_: Any,
 ) -> None:
     given = _header(headers, "x-hubspot-signature-v3", label="X-HubSpot-Signature-v3")
     timestamp = _header(headers, "x-hubspot-request-timestamp", label="X-HubSpot-Request-Timestamp")
@@ -228,7 +240,9 @@ def _standard_webhooks_key(source: WebhookSource) -> bytes:
     return key
 
 
-def _verify_standard_webhooks(*, source: WebhookSource, headers: Mapping[str, str], body: bytes, now: float, tolerance: float, **_: Any) -> None:
+def _verify_standard_webhooks(
+    *, source: WebhookSource, headers: Mapping[str, str], body: bytes, now: float, tolerance: float, **_: Any
+) -> None:
     msg_id = _header(headers, "webhook-id")
     timestamp = _header(headers, "webhook-timestamp")
     signatures = _header(headers, "webhook-signature")
@@ -424,7 +438,9 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> tuple[dict[str, A
             continue
         head, *rest = target.split(".")
         if head not in _OBJECT_TARGETS:
-            notes.append(f"{target}: only properties, traits and context take nested fields; kept as properties.{target}")
+            notes.append(
+                f"{target}: only properties, traits and context take nested fields; kept as properties.{target}"
+            )
             head, rest = "properties", [target]
         value = read(target, path)
         if value is not _MISSING:

@@ -38,18 +38,29 @@ async def collect(request: HttpRequest) -> HttpResponse:
     if source is None:
         raise NotFound("unknown webhook source")
 
-    raw = payload.decompress(request.body, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""),
-                             limit=MAX_WEBHOOK_BYTES)
+    raw = payload.decompress(
+        request.body, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limit=MAX_WEBHOOK_BYTES
+    )
     headers = {name.lower(): value for name, value in request.headers.items()}
-    signatures.verify_webhook(source=source, method=request.method or "POST", url=public_url(request),
-                              headers=headers, body=request.body, now=time.time())
+    signatures.verify_webhook(
+        source=source,
+        method=request.method or "POST",
+        url=public_url(request),
+        headers=headers,
+        body=request.body,
+        now=time.time(),
+    )
 
     event, notes = signatures.apply_mapping(_decode(raw), source.mapping)
     context = event.setdefault("context", {})
     if isinstance(context, dict):
         context["webhook"] = {"scheme": source.scheme, **({"notes": notes} if notes else {})}
     facts = request_facts(
-        request, pipeline.pipeline_id, "webhook", received_at, source_id=source_id,
+        request,
+        pipeline.pipeline_id,
+        "webhook",
+        received_at,
+        source_id=source_id,
         require_identity=False,  # a vendor's event need not be about a visitor
     )
     await get_publisher().publish(to_record(build_envelope(event, event.get("type") or "track", facts)))

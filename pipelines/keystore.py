@@ -247,8 +247,13 @@ class KeyStore:
             return
         try:
             await client.eval(
-                _SET_IF_GENERATION, 2, GENERATION_KEY, RECORD_PREFIX + token,
-                generation, json.dumps(record), RECORD_TTL_SECONDS,
+                _SET_IF_GENERATION,
+                2,
+                GENERATION_KEY,
+                RECORD_PREFIX + token,
+                generation,
+                json.dumps(record),
+                RECORD_TTL_SECONDS,
             )
         except (aioredis.RedisError, OSError) as exc:
             self._redis_failed(exc)

@@ -30,7 +30,9 @@ class Pipeline(models.Model):
     slug = models.SlugField(max_length=200, unique=True)
     type = models.CharField(max_length=10, choices=Type.choices, default=Type.WEB)
     enabled = models.BooleanField(default=True)
-    rate_limit_rps = models.PositiveIntegerField(default=1000, help_text="Events per second, across all gateway processes.")
+    rate_limit_rps = models.PositiveIntegerField(
+        default=1000, help_text="Events per second, across all gateway processes."
+    )
     dedup_enabled = models.BooleanField(default=True, help_text="Drop a messageId seen in the last 24 hours.")
     cookie_domain = models.CharField(max_length=253, blank=True, help_text="Overrides COOKIE_DOMAIN for this pipeline.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -138,7 +140,19 @@ class AllowedOrigin(models.Model):
         return self.origin
 
 
-MAPPABLE_FIELDS = {"type", "event", "name", "userId", "anonymousId", "groupId", "messageId", "timestamp", "properties", "traits", "context"}
+MAPPABLE_FIELDS = {
+    "type",
+    "event",
+    "name",
+    "userId",
+    "anonymousId",
+    "groupId",
+    "messageId",
+    "timestamp",
+    "properties",
+    "traits",
+    "context",
+}
 _PATH_RE = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
 
 

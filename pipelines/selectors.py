@@ -16,7 +16,9 @@ def pipeline_record(token: str) -> dict[str, Any] | None:
         key = PipelineKey.objects.filter(key=token, status=Status.ACTIVE).select_related("pipeline").first()
         pipeline = key.pipeline if key else None
     else:
-        source = Source.objects.filter(id=token, kind=Source.Kind.WEBHOOK, enabled=True).select_related("pipeline").first()
+        source = (
+            Source.objects.filter(id=token, kind=Source.Kind.WEBHOOK, enabled=True).select_related("pipeline").first()
+        )
         pipeline = source.pipeline if source else None
     if pipeline is None:
         return None

@@ -82,7 +82,16 @@ def listen(bind: str, port: int) -> socket.socket:
 
 
 def start_worker(sock: socket.socket, access_log: bool) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "daphne", "-v", "1" if access_log else "0", "--fd", str(sock.fileno()), APPLICATION]
+    command = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-v",
+        "1" if access_log else "0",
+        "--fd",
+        str(sock.fileno()),
+        APPLICATION,
+    ]
     return subprocess.Popen(command, pass_fds=(sock.fileno(),))
 
 

@@ -140,8 +140,16 @@ def kafka_behind_proxy(tcp_proxy: Callable[[int], TcpProxy], log_dir: Path) -> I
     listener, advertised = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{proxy.port}"
     with open(log_dir / f"tansu-behind-proxy-{port}.log", "ab") as log:
         broker = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", advertised,
-             "--storage-engine", "memory://tansu/"],
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                advertised,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

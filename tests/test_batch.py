@@ -37,7 +37,6 @@ def send(gateway: Gateway, created: PipelineCreated, body: dict[str, Any] | byte
     return post(gateway.url + "/v1/batch", body, key=created.pipeline_key, **kwargs)
 
 
-
 def accepted(count: int) -> dict[str, Any]:
     return {"success": True, "accepted": count, "rejected": 0, "errors": []}
 
@@ -70,7 +69,13 @@ def test_a_batch_of_every_call_type_is_published_event_by_event(
     # Given a batch with a track, a page, an identify and a group call
     events = [
         {"type": "track", "event": "Signed Up", "userId": "u-1", "messageId": "b-track", "properties": {"plan": "pro"}},
-        {"type": "page", "name": "Pricing", "anonymousId": "a-1", "messageId": "b-page", "properties": {"path": "/pricing"}},
+        {
+            "type": "page",
+            "name": "Pricing",
+            "anonymousId": "a-1",
+            "messageId": "b-page",
+            "properties": {"path": "/pricing"},
+        },
         {"type": "identify", "userId": "u-1", "messageId": "b-identify", "traits": {"email": "ada@example.com"}},
         {"type": "group", "userId": "u-1", "groupId": "acme", "messageId": "b-group", "traits": {"seats": 12}},
     ]
@@ -316,7 +321,9 @@ def test_a_batch_with_the_key_in_basic_credentials_is_accepted(
     events = [track(0), track(1)]
 
     # When the batch is posted with them
-    response = post(gateway.url + "/v1/batch", {"batch": events}, headers={"Authorization": basic(pipeline.pipeline_key)})
+    response = post(
+        gateway.url + "/v1/batch", {"batch": events}, headers={"Authorization": basic(pipeline.pipeline_key)}
+    )
 
     # Then it is accepted and published
     assert response.status == 200, response.body

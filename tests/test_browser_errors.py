@@ -21,7 +21,6 @@ SETTLE = 1.0
 PROPAGATION_SECONDS = 5.0
 
 
-
 def published(
     kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated, *, expect: int = 0
 ) -> list[KafkaRecord]:

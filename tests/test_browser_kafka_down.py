@@ -30,7 +30,9 @@ class CutOffKafka:
 
 
 @pytest.fixture
-def cut_off_kafka(kafka_behind_proxy: KafkaBehindProxy, gateway_factory: Callable[..., Gateway]) -> Iterator[CutOffKafka]:
+def cut_off_kafka(
+    kafka_behind_proxy: KafkaBehindProxy, gateway_factory: Callable[..., Gateway]
+) -> Iterator[CutOffKafka]:
     gateway = gateway_factory(KAFKA_BOOTSTRAP_SERVERS=kafka_behind_proxy.bootstrap, KAFKA_ACK_TIMEOUT=str(ACK_TIMEOUT))
     try:
         yield CutOffKafka(gateway=gateway, proxy=kafka_behind_proxy.proxy, bootstrap=kafka_behind_proxy.bootstrap)

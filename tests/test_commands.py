@@ -34,8 +34,17 @@ def run_json(manage, *args: str) -> dict:  # type: ignore[no-untyped-def]
 
 
 def test_create_pipeline_prints_id_key_and_secret_once(manage) -> None:  # type: ignore[no-untyped-def]
-    out = run_json(manage, "create_pipeline", "--name", "Shop", "--origin", "https://Shop.Example.com/",
-                   "--rate-limit", "250", "--no-dedup")
+    out = run_json(
+        manage,
+        "create_pipeline",
+        "--name",
+        "Shop",
+        "--origin",
+        "https://Shop.Example.com/",
+        "--rate-limit",
+        "250",
+        "--no-dedup",
+    )
 
     pipeline = Pipeline.objects.get(id=out["pipeline_id"])
     assert out["pipeline_key"].startswith("dk_") and len(out["pipeline_key"]) >= 3 + 22
@@ -73,15 +82,27 @@ def test_rotate_secret_keeps_the_newest_two_active(manage) -> None:  # type: ign
     third = run_json(manage, "rotate_secret", "--pipeline-key", created["pipeline_key"])
 
     active = SigningSecret.objects.filter(pipeline_id=created["pipeline_id"], status=Status.ACTIVE)
-    assert sorted(active.values_list("hint", flat=True)) == sorted([second["signing_secret"][-4:], third["signing_secret"][-4:]])
+    assert sorted(active.values_list("hint", flat=True)) == sorted(
+        [second["signing_secret"][-4:], third["signing_secret"][-4:]]
+    )
     assert SigningSecret.objects.filter(pipeline_id=created["pipeline_id"]).count() == 3
 
 
 def test_create_webhook_source_stores_scheme_mapping_and_encrypted_secret(manage) -> None:  # type: ignore[no-untyped-def]
     created = run_json(manage, "create_pipeline", "--name", "Hooks")
 
-    out = run_json(manage, "create_webhook_source", "--pipeline-key", created["pipeline_key"], "--scheme", "stripe",
-                   "--secret", "whsec_stripe_test_secret", "--mapping", '{"event": "type", "userId": "data.object.customer"}')
+    out = run_json(
+        manage,
+        "create_webhook_source",
+        "--pipeline-key",
+        created["pipeline_key"],
+        "--scheme",
+        "stripe",
+        "--secret",
+        "whsec_stripe_test_secret",
+        "--mapping",
+        '{"event": "type", "userId": "data.object.customer"}',
+    )
 
     source = Source.objects.get(id=out["source_id"])
     assert source.id.startswith("wh_") and source.kind == "webhook"
@@ -129,8 +150,17 @@ def test_bad_arguments_exit_non_zero_with_one_line_and_change_nothing(manage, ar
 def test_bad_webhook_mapping_is_refused(manage) -> None:  # type: ignore[no-untyped-def]
     created = run_json(manage, "create_pipeline", "--name", "Bad mapping")
 
-    result = manage("create_webhook_source", "--pipeline-key", created["pipeline_key"], "--scheme", "github",
-                    "--secret", "s3cret", "--mapping", '{"pipelineId": "data.id"}')
+    result = manage(
+        "create_webhook_source",
+        "--pipeline-key",
+        created["pipeline_key"],
+        "--scheme",
+        "github",
+        "--secret",
+        "s3cret",
+        "--mapping",
+        '{"pipelineId": "data.id"}',
+    )
 
     assert result.returncode != 0
     assert "not an envelope field" in result.stderr
@@ -145,7 +175,12 @@ def test_check_deploy_is_clean_apart_from_what_tls_in_front_provides() -> None:
     }
 
     result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     reported = sorted(set(re.findall(r"\((\S+\.[WE]\d+)\)", result.stdout + result.stderr)))

@@ -25,7 +25,11 @@ def test_bin_demo_serves_healthz_and_prints_a_key_that_works(tmp_path: Path) -> 
     env.update(PORT=str(port), DEMO_KAFKA_PORT=str(broker_port), GATEWAY_VAR_DIR=str(tmp_path))
     log = tmp_path / "demo.log"
     demo = subprocess.Popen(
-        ["bin/demo"], cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        ["bin/demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
         start_new_session=True,
     )
     try:

@@ -36,11 +36,22 @@ def fresh_singletons(kafka_bootstrap: str) -> Iterator[None]:
 
 def scope(key: str) -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/t", "raw_path": b"/v1/t", "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {key}".encode()),
-                    (b"content-type", b"text/plain")],
-        "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8080),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/t",
+        "raw_path": b"/v1/t",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", b"text/plain"),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
     }
 
 

@@ -86,8 +86,9 @@ def test_key_cached_in_redis_resolves_in_a_new_process_without_the_database(
 
 
 def test_snapshot_carries_what_a_request_needs(make_pipeline: Callable[..., services.PipelineCreated]) -> None:
-    created = make_pipeline(origins=["https://shop.example.com"], rate_limit_rps=50, dedup_enabled=False,
-                            cookie_domain="example.com")
+    created = make_pipeline(
+        origins=["https://shop.example.com"], rate_limit_rps=50, dedup_enabled=False, cookie_domain="example.com"
+    )
     store = KeyStore(redis_url=settings.REDIS_URL)
 
     async def scenario() -> Any:

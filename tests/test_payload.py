@@ -14,7 +14,9 @@ from tests.fixtures.payloads import nested
 
 
 def decode(body: dict[str, Any]) -> dict[str, Any]:
-    return decode_json_body(json.dumps(body).encode(), content_type="application/json", content_encoding="", limit=1 << 22)
+    return decode_json_body(
+        json.dumps(body).encode(), content_type="application/json", content_encoding="", limit=1 << 22
+    )
 
 
 def depth(value: Any) -> int:

@@ -59,7 +59,7 @@ def pixel_drops(gateway: Gateway) -> dict[str, int]:
     assert response.status == 200
     drops: dict[str, int] = {}
     for line in response.body.decode().splitlines():
-        match = re.fullmatch(r'gateway_pixel_dropped_total\{(.*)\} (\d+)', line)
+        match = re.fullmatch(r"gateway_pixel_dropped_total\{(.*)\} (\d+)", line)
         if match:
             reason = re.search(r'reason="([^"]*)"', match[1])
             assert reason, line

@@ -17,12 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_workers_share_one_port_and_stop_together_on_sigterm(
-    pipeline, gateway_env: dict[str, str], tmp_path: Path  # type: ignore[no-untyped-def]
+    pipeline,
+    gateway_env: dict[str, str],
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     port = free_port()
     serve = subprocess.Popen(
         [sys.executable, "-m", "signal_gateway.serve", "--workers", "2", "--bind", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **gateway_env}, stdout=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
+        cwd=ROOT,
+        env={**os.environ, **gateway_env},
+        stdout=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
     )
     try:

@@ -53,7 +53,6 @@ def send_signed(gateway: Gateway, created: PipelineCreated, secret: str) -> Resp
     return send(gateway, created, body, signature_headers(secret, body))
 
 
-
 def published(
     kafka_bootstrap: str, kafka_topic: str, created: PipelineCreated, *, expect: int = 0
 ) -> list[KafkaRecord]:

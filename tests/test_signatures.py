@@ -40,15 +40,23 @@ def server_headers(secret: bytes, body: bytes, timestamp_ms: int) -> tuple[str, 
     return "sha256=" + hex_hmac(secret, f"{timestamp_ms}.".encode() + body), str(timestamp_ms)
 
 
-def verify_server(signature: str | None, timestamp: str | None, *, body: bytes = BODY, secrets: tuple[bytes, ...] = (SECRET,)) -> None:
+def verify_server(
+    signature: str | None, timestamp: str | None, *, body: bytes = BODY, secrets: tuple[bytes, ...] = (SECRET,)
+) -> None:
     verify_server_signature(secrets=secrets, body=body, signature_header=signature, timestamp_header=timestamp, now=NOW)
 
 
-def source(scheme: str, secret: str = "whk_secret_value", *, options: dict[str, Any] | None = None, tolerance: int = 300) -> WebhookSource:
-    return WebhookSource(id="wh_test", scheme=scheme, secret=secret, tolerance_seconds=tolerance, mapping={}, options=options or {})
+def source(
+    scheme: str, secret: str = "whk_secret_value", *, options: dict[str, Any] | None = None, tolerance: int = 300
+) -> WebhookSource:
+    return WebhookSource(
+        id="wh_test", scheme=scheme, secret=secret, tolerance_seconds=tolerance, mapping={}, options=options or {}
+    )
 
 
-def verify(hook: WebhookSource, headers: dict[str, str], *, body: bytes = BODY, url: str = WEBHOOK_URL, method: str = "POST") -> None:
+def verify(
+    hook: WebhookSource, headers: dict[str, str], *, body: bytes = BODY, url: str = WEBHOOK_URL, method: str = "POST"
+) -> None:
     verify_webhook(source=hook, method=method, url=url, headers=headers, body=body, now=NOW)
 
 
@@ -311,7 +319,10 @@ def test_github_legacy_sha1_signature_is_not_accepted() -> None:
 
 def hubspot_headers(secret: str, *, method: str, signed_uri: str, body: bytes, timestamp_ms: int) -> dict[str, str]:
     source_string = method.encode() + signed_uri.encode() + body + str(timestamp_ms).encode()
-    return {"x-hubspot-signature-v3": b64_hmac(secret.encode(), source_string), "x-hubspot-request-timestamp": str(timestamp_ms)}
+    return {
+        "x-hubspot-signature-v3": b64_hmac(secret.encode(), source_string),
+        "x-hubspot-request-timestamp": str(timestamp_ms),
+    }
 
 
 def test_hubspot_v3_signature_over_method_uri_body_and_timestamp_is_accepted() -> None:
@@ -375,7 +386,9 @@ def test_hubspot_v3_request_without_a_timestamp_header_is_rejected() -> None:
 
 def test_hubspot_v3_request_older_than_five_minutes_is_stale() -> None:
     hook = source("hubspot-v3", "hubspot-client-secret")
-    headers = hubspot_headers(hook.secret, method="POST", signed_uri=WEBHOOK_URL, body=BODY, timestamp_ms=NOW_MS - 301_000)
+    headers = hubspot_headers(
+        hook.secret, method="POST", signed_uri=WEBHOOK_URL, body=BODY, timestamp_ms=NOW_MS - 301_000
+    )
 
     with pytest.raises(StaleTimestamp):
         verify(hook, headers)
@@ -383,7 +396,9 @@ def test_hubspot_v3_request_older_than_five_minutes_is_stale() -> None:
 
 def test_hubspot_v3_request_from_beyond_five_minutes_in_the_future_is_stale() -> None:
     hook = source("hubspot-v3", "hubspot-client-secret")
-    headers = hubspot_headers(hook.secret, method="POST", signed_uri=WEBHOOK_URL, body=BODY, timestamp_ms=NOW_MS + 301_000)
+    headers = hubspot_headers(
+        hook.secret, method="POST", signed_uri=WEBHOOK_URL, body=BODY, timestamp_ms=NOW_MS + 301_000
+    )
 
     with pytest.raises(StaleTimestamp):
         verify(hook, headers)
@@ -394,7 +409,9 @@ def test_hubspot_v3_request_from_beyond_five_minutes_in_the_future_is_stale() ->
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"standard-webhooks-test-key-32byt").decode()
 
 
-def standard_headers(secret: str, body: bytes, *, msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", at: float = NOW) -> dict[str, str]:
+def standard_headers(
+    secret: str, body: bytes, *, msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", at: float = NOW
+) -> dict[str, str]:
     signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(at, tz=UTC), body.decode())
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(at)), "webhook-signature": signature}
 
@@ -566,8 +583,15 @@ STRIPE_EVENT = {
     "id": "evt_1NG8Du2eZvKYlo2CUI79vXWy",
     "type": "invoice.paid",
     "created": 1_700_000_000,
-    "data": {"object": {"id": "in_1", "customer": "cus_9s6XKzkNRiz8i3", "amount_paid": 2000, "currency": "usd",
-                        "lines": {"data": [{"price": {"id": "price_basic"}}, {"price": {"id": "price_addon"}}]}}},
+    "data": {
+        "object": {
+            "id": "in_1",
+            "customer": "cus_9s6XKzkNRiz8i3",
+            "amount_paid": 2000,
+            "currency": "usd",
+            "lines": {"data": [{"price": {"id": "price_basic"}}, {"price": {"id": "price_addon"}}]},
+        }
+    },
 }
 
 
@@ -595,8 +619,11 @@ def test_mapping_fills_envelope_fields_from_dotted_paths() -> None:
 
 
 def test_mapping_reads_list_elements_by_integer_index() -> None:
-    mapping = {"event": "type", "properties.first_price": "data.object.lines.data.0.price.id",
-               "properties.second_price": "data.object.lines.data.1.price.id"}
+    mapping = {
+        "event": "type",
+        "properties.first_price": "data.object.lines.data.0.price.id",
+        "properties.second_price": "data.object.lines.data.1.price.id",
+    }
 
     event, notes = apply_mapping(STRIPE_EVENT, mapping)
 
@@ -605,7 +632,9 @@ def test_mapping_reads_list_elements_by_integer_index() -> None:
 
 
 def test_mapping_notes_a_path_that_is_not_in_the_payload_and_leaves_the_field_out() -> None:
-    event, notes = apply_mapping(STRIPE_EVENT, {"event": "type", "userId": "data.object.email", "properties.id": "data.object.lines.data.5.id"})
+    event, notes = apply_mapping(
+        STRIPE_EVENT, {"event": "type", "userId": "data.object.email", "properties.id": "data.object.lines.data.5.id"}
+    )
 
     assert "userId" not in event
     assert any("data.object.email" in note for note in notes)
@@ -631,7 +660,12 @@ def test_payload_that_is_not_an_object_is_kept_under_properties() -> None:
 
     event, notes = apply_mapping(hubspot_batch, {"event": "0.subscriptionType", "userId": "0.objectId"})
 
-    assert event == {"type": "track", "event": "contact.creation", "userId": "123", "properties": {"payload": hubspot_batch}}
+    assert event == {
+        "type": "track",
+        "event": "contact.creation",
+        "userId": "123",
+        "properties": {"payload": hubspot_batch},
+    }
     assert any("not an object" in note for note in notes)
 
 
@@ -654,7 +688,9 @@ def test_mapping_of_a_whole_object_to_properties_takes_it_with_specific_fields_o
 def test_mapping_can_make_an_identify_with_traits() -> None:
     payload = {"kind": "identify", "user": {"id": 42, "email": "ada@example.com", "plan": "pro"}}
 
-    event, notes = apply_mapping(payload, {"type": "kind", "userId": "user.id", "traits": "user", "properties.plan": "user.plan"})
+    event, notes = apply_mapping(
+        payload, {"type": "kind", "userId": "user.id", "traits": "user", "properties.plan": "user.plan"}
+    )
 
     assert event["type"] == "identify"
     assert event["userId"] == "42"
@@ -698,7 +734,9 @@ def test_mapping_keeps_an_unparseable_timestamp_under_properties() -> None:
 def test_mapping_sets_nested_context_fields() -> None:
     payload = {"e": "x", "page": "https://shop.example.com/checkout", "ip": "203.0.113.7"}
 
-    event, _ = apply_mapping(payload, {"event": "e", "context.page.url": "page", "context.ip": "ip", "properties.p": "page"})
+    event, _ = apply_mapping(
+        payload, {"event": "e", "context.page.url": "page", "context.ip": "ip", "properties.p": "page"}
+    )
 
     assert event["context"] == {"page": {"url": "https://shop.example.com/checkout"}, "ip": "203.0.113.7"}
 

@@ -61,8 +61,13 @@ def webhook_url(gateway: Gateway, source_id: str) -> str:
     return f"{gateway.url}/v1/webhook?source={source_id}"
 
 
-def send(gateway: Gateway, source_id: str, body: bytes, headers: Mapping[str, str] | None = None,
-         content_type: str = "application/json") -> Response:
+def send(
+    gateway: Gateway,
+    source_id: str,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Response:
     return post(webhook_url(gateway, source_id), body, content_type=content_type, headers=headers)
 
 
@@ -262,7 +267,11 @@ GITHUB_PUSH = {
     "sender": {"login": "octocat", "id": 1},
     "head_commit": {"id": "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
 }
-GITHUB_MAPPING = {"userId": "sender.login", "messageId": "head_commit.id", "properties.repository": "repository.full_name"}
+GITHUB_MAPPING = {
+    "userId": "sender.login",
+    "messageId": "head_commit.id",
+    "properties.repository": "repository.full_name",
+}
 
 
 def test_a_github_webhook_with_an_x_hub_signature_256_is_published(
@@ -360,7 +369,11 @@ def test_a_hubspot_v3_webhook_signed_for_another_url_is_refused(
 # -- standard webhooks -----------------------------------------------------------------------------------
 
 
-STANDARD_EVENT = {"type": "invoice.paid", "timestamp": "2024-05-01T11:00:00Z", "data": {"id": "inv_123", "user": "u_77"}}
+STANDARD_EVENT = {
+    "type": "invoice.paid",
+    "timestamp": "2024-05-01T11:00:00Z",
+    "data": {"id": "inv_123", "user": "u_77"},
+}
 STANDARD_MAPPING = {"event": "type", "userId": "data.user", "properties.invoice": "data.id"}
 
 

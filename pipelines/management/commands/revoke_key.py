@@ -15,4 +15,8 @@ class Command(ConfigCommand):
 
     def run(self, **options: Any) -> dict[str, Any]:
         key = services.key_revoke(key=options["key"])
-        return {"pipeline_id": key.pipeline_id, "revoked_key": key.key, "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None}
+        return {
+            "pipeline_id": key.pipeline_id,
+            "revoked_key": key.key,
+            "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        }

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from signal_gateway.serve import tune_daphne_requests
+from signal_gateway.adapters.daphne import tune_requests
 
 # The same daphne as the gateway's, so the ratio compares applications, not two tunings of daphne.
-tune_daphne_requests()
+tune_requests()
 
 BODY = b'{"success":true}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]

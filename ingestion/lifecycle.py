@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import signal
-import sys
 import threading
 import time
-from typing import Any
 
 from django.conf import settings
 
 from ingestion.publisher import get_publisher
+from signal_gateway.adapters import twisted
 
 logger = logging.getLogger(__name__)
 _started = False
@@ -41,24 +39,16 @@ def start() -> None:
         # Kafka may come up after us; keep trying in the background (readyz reports it meanwhile).
         threading.Thread(target=_ensure_topic_until_done, name="ensure-topic", daemon=True).start()
     atexit.register(stop)
-    if "twisted.internet.reactor" in sys.modules:  # served by daphne
-        # After the reactor starts, so ours replaces the handler Twisted installs then.
-        _reactor().callWhenRunning(signal.signal, signal.SIGTERM, _on_sigterm)
+    if twisted.serving():
+        twisted.on_sigterm(_on_sigterm)
 
 
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor  # typed as Any: Twisted's module-level reactor confuses type checkers
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    reactor = _reactor()
-    reactor.callFromThread(_drain, time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS)
+def _on_sigterm() -> None:
+    _drain(time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS)
 
 
 def _drain(deadline: float) -> None:
-    reactor = _reactor()
+    reactor = twisted.reactor()
     if not InFlight.draining:
         InFlight.draining = True
         logger.info("SIGTERM: draining %d request(s) in flight", InFlight.count)

@@ -18,7 +18,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from ingestion import lifecycle  # noqa: E402
 from ingestion.handler import IngestionHandler  # noqa: E402
-from signal_gateway.serve import tune_daphne_requests  # noqa: E402
+from signal_gateway.adapters.daphne import tune_requests  # noqa: E402
 
 GC_GEN0_THRESHOLD = 20_000
 INGESTION_PREFIXES = ("/v1/",)
@@ -36,7 +36,7 @@ async def http_router(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 lifecycle.start()
-tune_daphne_requests()
+tune_requests()
 
 # Everything loaded so far (Django, models, URL patterns) lives as long as the process: move it out
 # of the collector's view so a full collection does not rescan it on the request path, and collect

@@ -1,4 +1,4 @@
-"""The gateway's daphne request class (signal_gateway.serve): Twisted does not parse form bodies,
+"""The gateway's daphne request class (signal_gateway.adapters.daphne): Twisted does not parse form bodies,
 and a finished request leaves daphne's connection table at once instead of up to a second later
 (each one held ~35 objects that every young garbage collection had to walk)."""
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from django.http import HttpResponse
 
 from ingestion import metrics
 from ingestion.errors import ApiError
+from signal_gateway.adapters.django import DeferredResponse
 
 SUCCESS_BODY = b'{"success":true}'
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")  # 43 bytes, transparent
@@ -36,13 +36,16 @@ class Answer(enum.Enum):
     GIF = "gif"  # always the pixel: mail clients cannot retry and show nothing useful
 
 
-class GatewayResponse(HttpResponse):
-    """An HttpResponse that also carries ready-made header lines (Set-Cookie: one per cookie),
-    sent as they are by the lean handler."""
+class GatewayResponse(DeferredResponse):
+    """The gateway's answers: a status, a body, and header lines ready for the wire (Set-Cookie, one
+    per cookie), sent as they are by the lean handler; a whole Django response only if something
+    uses it as one (signal_gateway.adapters.django)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.raw_headers: RawHeaders = []
+    raw_headers: RawHeaders
+
+    def __init__(self, content: bytes, *, status: int = 200, content_type: str) -> None:
+        super().__init__(content, status=status, content_type=content_type)
+        self.__dict__["raw_headers"] = []
 
 
 def raw_headers(headers: Mapping[str, str]) -> RawHeaders:

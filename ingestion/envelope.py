@@ -13,15 +13,11 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
+from ingestion import event_types
 from ingestion.errors import InvalidPayload
-from ingestion.publisher import Record
 
 SCHEMA_VERSION = 1
-EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 MAX_ID_LENGTH = 256
-_SCHEMA_VERSION_HEADER = ("schema_version", str(SCHEMA_VERSION).encode())
 
 # Keys the gateway owns; a client's value for these is replaced, not kept.
 _GATEWAY_KEYS = frozenset({"pipelineId", "source", "schemaVersion", "receivedAt", "writeKey"})
@@ -138,8 +134,8 @@ def build_envelope(
     """``event_type`` set by the path (browser, pixel) wins over the body's ``type``; ``click_ids``
     (one batch event's own) override the request's."""
     kind = event_type or event.get("type")
-    if kind not in EVENT_TYPES:
-        raise InvalidPayload(f"type must be one of {', '.join(EVENT_TYPES)}")
+    if kind not in event_types.ALL:
+        raise InvalidPayload(f"type must be one of {', '.join(event_types.ALL)}")
     name = _text(event, "event") if kind == "track" else None
     if kind == "track" and not name:
         raise InvalidPayload("a track event needs a non-empty event name")
@@ -198,22 +194,3 @@ def build_envelope(
         if key not in envelope and key not in _GATEWAY_KEYS:
             envelope[key] = value
     return envelope
-
-
-def to_record(envelope: dict[str, Any]) -> Record:
-    """Key ``<pipelineId>:<anonymousId|userId|messageId>`` keeps one visitor's events in order."""
-    pipeline_id = envelope["pipelineId"]
-    message_id = envelope["messageId"]
-    who = envelope["anonymousId"] or envelope["userId"] or message_id
-    pipeline_header, source_header = _request_headers(pipeline_id, envelope["source"]["kind"])
-    return Record(
-        f"{pipeline_id}:{who}".encode(),
-        orjson.dumps(envelope),
-        [pipeline_header, source_header, ("message_id", message_id.encode()), _SCHEMA_VERSION_HEADER],
-    )
-
-
-@lru_cache(maxsize=1024)
-def _request_headers(pipeline_id: str, source_kind: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
-    """The headers every record of one pipeline and source shares, built once (a batch has hundreds)."""
-    return ("pipeline_id", pipeline_id.encode()), ("source_kind", source_kind.encode())

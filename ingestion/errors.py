@@ -1,12 +1,15 @@
-"""Typed errors raised where a problem is found; ingestion.api maps them to HTTP once, at the edge."""
+"""Typed errors raised where a problem is found; ingestion.answers.refusal turns them into HTTP, once."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class ApiError(Exception):
     status = 400
     code = "INVALID_PAYLOAD"
     retry_after: int | None = None
+    headers: Mapping[str, str] = {}  # sent with the error (Allow for a 405)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,6 +46,10 @@ class NotFound(ApiError):
 
 class MethodNotAllowed(ApiError):
     status, code = 405, "METHOD_NOT_ALLOWED"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.headers = {"Allow": allow}
 
 
 class PayloadTooLarge(ApiError):

@@ -16,32 +16,25 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
-from ingestion.errors import ApiError, BatchTooLarge, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge
+from ingestion import answers
+from ingestion.api import body_limit
+from ingestion.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from ingestion.lifecycle import InFlight
-from ingestion.responses import error_response
+from signal_gateway.adapters.django import DeferredResponse
 
 logger = logging.getLogger(__name__)
 
-# Raw body limits, before decompression, and what exceeding one is called; the exact limits are
-# checked again after decompression by the endpoint.
-_SLACK = 4096
-BODY_LIMITS: dict[str, tuple[int, type[ApiError]]] = {
-    "/v1/batch": (5 * 1024 * 1024 + _SLACK, BatchTooLarge),
-    "/v1/webhook": (1024 * 1024 + _SLACK, PayloadTooLarge),
-}
-DEFAULT_BODY_LIMIT = (64 * 1024 + _SLACK, PayloadTooLarge)
 MAX_CACHED_PATHS = 256
-
-
-class _BodyTooLarge(Exception):
-    pass
+# The body as sent may be a little over the input's limit (the exact limit applies after decompression).
+_SLACK = 4096
 
 
 class _Disconnected(Exception):
     pass
 
 
-async def _read_body(receive: Any, limit: int) -> bytes:
+async def _read_body(receive: Any, limit: int, too_large: type[ApiError]) -> bytes:
+    most = limit + _SLACK
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -51,8 +44,8 @@ async def _read_body(receive: Any, limit: int) -> bytes:
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
-            if size > limit:
-                raise _BodyTooLarge
+            if size > most:
+                raise too_large(f"the body is over {limit} bytes")
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -60,12 +53,18 @@ async def _read_body(receive: Any, limit: int) -> bytes:
 
 
 async def send_response(response: HttpResponse, send: Any) -> None:
-    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+    parts = response.deferred_parts() if isinstance(response, DeferredResponse) else None
+    if parts is not None:  # never used as a Django response: its own parts are the whole answer
+        body, content_type = parts
+        headers = [(b"Content-Type", content_type.encode("latin1"))]
+    else:
+        body = response.content
+        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+        for cookie in response.cookies.values():
+            headers.append((b"Set-Cookie", cookie.output(header="").strip().encode("ascii")))
     headers.extend(getattr(response, "raw_headers", ()))
-    for cookie in response.cookies.values():
-        headers.append((b"Set-Cookie", cookie.output(header="").strip().encode("ascii")))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": response.content})
+    await send({"type": "http.response.body", "body": body})
 
 
 class IngestionHandler:
@@ -93,30 +92,24 @@ class IngestionHandler:
     async def _handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope["path"]
         try:
-            match = self._resolve(path)
-        except Resolver404:
-            await send_response(error_response(NotFound(f"no endpoint at {path}")), send)
-            return
-        limit, too_large = BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT)
-        try:
-            body = await _read_body(receive, limit)
+            try:
+                match = self._resolve(path)
+            except Resolver404:
+                raise NotFound(f"no endpoint at {path}") from None
+            limit, too_large = body_limit(path)
+            body = await _read_body(receive, limit, too_large)
+            request = ASGIRequest(scope, io.BytesIO(body))
+            request._body = body  # the body is already read; nothing streams from here
+            request.resolver_match = match
+            response = await match.func(request, *match.args, **match.kwargs)
+            if isinstance(response, HttpResponseNotAllowed):
+                # ninja answers a wrong method in text/html; every error leaves in the one JSON shape.
+                raise MethodNotAllowed(f"{request.method} is not allowed on {path}", allow=response["Allow"])
         except _Disconnected:
             return
-        except _BodyTooLarge:
-            await send_response(error_response(too_large(f"the body is over {limit - _SLACK} bytes")), send)
-            return
-        request = ASGIRequest(scope, io.BytesIO(body))
-        request._body = body  # the body is already read; nothing streams from here
-        request.resolver_match = match
-        try:
-            response = await match.func(request, *match.args, **match.kwargs)
-        except ApiError as exc:
-            response = error_response(exc)
+        except ApiError as error:
+            response = answers.refusal(error)
         except Exception:
             logger.exception("unhandled error on %s", path)
-            response = error_response(InternalError("an internal error occurred; the event was not accepted"))
-        if isinstance(response, HttpResponseNotAllowed):
-            # ninja answers a wrong method in text/html; every error leaves in the one JSON shape.
-            error = MethodNotAllowed(f"{request.method} is not allowed on {path}")
-            response = error_response(error, {"Allow": response["Allow"]})
+            response = answers.refusal(InternalError("an internal error occurred; the event was not accepted"))
         await send_response(response, send)

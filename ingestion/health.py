@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import HttpResponse
 
+from ingestion.answers import json_response
 from ingestion.lifecycle import InFlight
 from ingestion.publisher import get_publisher
-from ingestion.responses import json_response
 
 CHECK_TIMEOUT = 2.0
 

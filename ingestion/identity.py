@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote
 
-from ingestion.responses import GatewayResponse
-
 TWO_YEARS = 63_072_000
 NINETY_DAYS = 7_776_000
 THIRTEEN_MONTHS = 34_128_000  # 395 days, TikTok's _ttp lifetime
@@ -181,7 +179,6 @@ def click_ids_from_page(page: object) -> dict[str, str]:
     return found
 
 
-def set_cookies(response: GatewayResponse, visitor: Identity, domain: str | None) -> None:
-    """Add the visitor's new cookies (never an existing one: those are not in ``new_cookies``)."""
-    for cookie in visitor.new_cookies:
-        response.raw_headers.append((b"Set-Cookie", cookie.header(domain)))
+def cookie_headers(visitor: Identity, domain: str | None) -> list[tuple[bytes, bytes]]:
+    """Set-Cookie lines for the visitor's new cookies (never an existing one: those are not in ``new_cookies``)."""
+    return [(b"Set-Cookie", cookie.header(domain)) for cookie in visitor.new_cookies]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ingestion.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
+from ingestion.errors import ApiError, InvalidPayload, PayloadTooLarge, UnsupportedMediaType
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -19,13 +19,16 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def decode_json_body(raw: bytes, *, content_type: str, content_encoding: str, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; JSON may come as application/json or text/plain (no preflight)."""
+def decode_json_body(
+    raw: bytes, *, content_type: str, content_encoding: str, limit: int, too_large: type[ApiError] = PayloadTooLarge
+) -> dict[str, Any]:
+    """The body as a JSON object; JSON may come as application/json or text/plain (no preflight).
+    Over ``limit`` bytes, as sent or once decompressed, raises ``too_large``."""
     if _media_type(content_type) not in _JSON_TYPES:
         raise UnsupportedMediaType(
             f"content type {content_type!r} is not accepted; send application/json or text/plain"
         )
-    data = decompress(raw, content_encoding=content_encoding, limit=limit)
+    data = decompress(raw, content_encoding=content_encoding, limit=limit, too_large=too_large)
     if not data:
         raise InvalidPayload("the body is empty")
     try:
@@ -42,11 +45,11 @@ def decode_json_body(raw: bytes, *, content_type: str, content_encoding: str, li
     return body
 
 
-def decompress(raw: bytes, *, content_encoding: str, limit: int) -> bytes:
+def decompress(raw: bytes, *, content_encoding: str, limit: int, too_large: type[ApiError] = PayloadTooLarge) -> bytes:
     encoding = content_encoding.strip().lower()
     if encoding in {"", "identity"}:
         if len(raw) > limit:
-            raise PayloadTooLarge(f"the body is over {limit} bytes")
+            raise too_large(f"the body is over {limit} bytes")
         return raw
     if encoding not in {"gzip", "x-gzip"}:
         raise UnsupportedMediaType(f"content encoding {content_encoding!r} is not accepted; use gzip")
@@ -56,7 +59,7 @@ def decompress(raw: bytes, *, content_encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise InvalidPayload(f"the gzip body is corrupt: {exc}") from None
     if len(data) > limit:
-        raise PayloadTooLarge(f"the body is over {limit} bytes once decompressed")
+        raise too_large(f"the body is over {limit} bytes once decompressed")
     if not inflater.eof:
         raise InvalidPayload("the gzip body is truncated")
     return data

@@ -13,27 +13,19 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingestion.errors import Unavailable
+from ingestion.records import Record
 
 logger = logging.getLogger(__name__)
 
 
 class PublishUnavailable(Unavailable):
     """Kafka could not take the record within the bounded wait (503 + Retry-After to the client)."""
-
-
-class Record(NamedTuple):
-    """One Kafka message. A NamedTuple, not a frozen dataclass: a batch builds hundreds per request
-    and a frozen dataclass's __init__ costs several times more."""
-
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, str | bytes | None]]
 
 
 def producer_config(bootstrap: str, linger_ms: float = 2.0) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""Request signatures and webhook field mapping: pure functions over bytes, strings and headers.
+"""Request signatures: pure functions over bytes, strings and headers.
 
-Owns three things, none of which touches a Django request:
+Owns two things, neither of which touches a Django request:
 
 * the server-side HMAC of ``POST /v1/events`` and ``/v1/batch`` (``X-Signature`` over
   ``<X-Timestamp>.<raw body>``, SPEC §2), with ``sign_server_request`` for clients, tests and docs;
-* each third-party webhook scheme, verified exactly as its vendor documents it (``verify_webhook``);
-* the mapping of a webhook payload onto a partial Segment-style event (``apply_mapping``).
+* each third-party webhook scheme, verified exactly as its vendor documents it (``verify_webhook``),
+  declared once in ``SCHEMES``: the webhook source model takes its choices from there.
 
 Verifiers return ``None`` or raise ``InvalidSignature`` / ``StaleTimestamp``. The signature is
 checked before the time window, so only an authentic request is ever told that it is stale.
@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hashlib
 import hmac
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ingestion.envelope import MAX_ID_LENGTH, iso_from_ms
 from ingestion.errors import InvalidSignature, StaleTimestamp
 
 if TYPE_CHECKING:
@@ -36,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 SERVER_TOLERANCE_SECONDS = 300
 DEFAULT_WEBHOOK_TOLERANCE_SECONDS = 300
-FALLBACK_EVENT_NAME = "webhook"
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _ALGORITHMS: dict[str, Callable[[], Any]] = {
@@ -150,12 +146,12 @@ def verify_webhook(
     ``url`` is the full URL the sender called (scheme://host/path?query, query as sent); only
     hubspot-v3 signs it. ``headers`` names are matched case-insensitively.
     """
-    verifier = _SCHEMES.get(source.scheme)
-    if verifier is None:
+    scheme = SCHEMES.get(source.scheme)
+    if scheme is None:
         raise _misconfigured(source.id, f"unknown scheme {source.scheme!r}")
-    if source.scheme != "none" and not source.secret:
+    if scheme.needs_secret and not source.secret:
         raise _misconfigured(source.id, "no secret")
-    verifier(
+    scheme.verify(
         source=source,
         method=method,
         url=url,
@@ -288,183 +284,48 @@ def _verify_none(**_: Any) -> None:
     return None
 
 
-_SCHEMES: dict[str, Callable[..., None]] = {
-    "stripe": _verify_stripe,
-    "shopify": _verify_shopify,
-    "github": _verify_github,
-    "hubspot-v3": _verify_hubspot_v3,
-    "standard-webhooks": _verify_standard_webhooks,
-    "generic-hmac": _verify_generic_hmac,
-    "shared-secret": _verify_shared_secret,
-    "none": _verify_none,
-}
-
-WEBHOOK_SCHEMES = frozenset(_SCHEMES)
-
-
-# -- field mapping ------------------------------------------------------------------------------
-
-_EVENT_TYPES = frozenset({"track", "page", "screen", "identify", "group", "alias"})
-_OBJECT_TARGETS = ("properties", "traits", "context")
-_TEXT_TARGETS = ("event", "name", "userId", "anonymousId", "groupId", "messageId")
-_ID_TARGETS = frozenset({"userId", "anonymousId", "groupId", "messageId"})
-_MISSING = object()
-
-
-def _read_path(payload: Any, path: str) -> Any:
-    """The value at a dotted path (``data.object.id``, ``items.0.sku``), or ``_MISSING``."""
-    current = payload
-    for part in path.split("."):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and _DIGITS.fullmatch(part) and int(part) < len(current):
-            current = current[int(part)]
-        else:
-            return _MISSING
-    return current
-
-
-def _epoch_to_iso(value: float) -> str:
-    # Webhook payloads stamp events in unix seconds (Stripe's created) or milliseconds (HubSpot's occurredAt).
-    millis = value if abs(value) >= 1e11 else value * 1000
-    return iso_from_ms(math.floor(millis))
-
-
-def _as_timestamp(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return _epoch_to_iso(value)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
-        text = value.strip()
-        if _DIGITS.fullmatch(text):
-            return _as_timestamp(int(text))
-        try:
-            parsed = datetime.fromisoformat(text)
-            if parsed.tzinfo is not None:
-                parsed.astimezone(UTC)  # the envelope works in UTC; 0001-01-01T00:30+01:00 has no UTC time
-        except (ValueError, OverflowError):
-            return None
-        return text
+def _standard_webhooks_secret_problem(secret: str) -> str | None:
+    if not secret.startswith("whsec_"):
+        return "standard-webhooks secrets look like whsec_<base64>"
+    try:
+        base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return "standard-webhooks secret is not valid base64 after whsec_"
     return None
 
 
-def _put(container: dict[str, Any], keys: list[str], value: Any) -> None:
-    for index, key in enumerate(keys[:-1]):
-        child = container.get(key)
-        if child is None:
-            child = container[key] = {}
-        if not isinstance(child, dict):
-            # Something else already lives there: keep both rather than overwrite one.
-            container[".".join(keys[index:])] = value
-            return
-        container = child
-    container[keys[-1]] = value
+@dataclass(frozen=True)
+class Scheme:
+    """A webhook signature scheme: its name in the admin, its verifier, and what its secret must be."""
+
+    label: str
+    verify: Callable[..., None]
+    needs_secret: bool = True
+    secret_problem: Callable[[str], str | None] | None = None
 
 
-def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Map a webhook payload onto a partial Segment-style event.
+# The one list of webhook schemes: verify_webhook dispatches on it and the admin offers its keys.
+SCHEMES: dict[str, Scheme] = {
+    "stripe": Scheme("Stripe", _verify_stripe),
+    "shopify": Scheme("Shopify", _verify_shopify),
+    "github": Scheme("GitHub", _verify_github),
+    "hubspot-v3": Scheme("HubSpot v3", _verify_hubspot_v3),
+    "standard-webhooks": Scheme(
+        "Standard Webhooks (Svix)", _verify_standard_webhooks, secret_problem=_standard_webhooks_secret_problem
+    ),
+    "generic-hmac": Scheme("Generic HMAC", _verify_generic_hmac),
+    "shared-secret": Scheme("Shared secret header", _verify_shared_secret),
+    "none": Scheme("None (unauthenticated)", _verify_none, needs_secret=False),
+}
 
-    ``mapping`` is ``{"event": "type", "userId": "data.object.customer", "properties.amount":
-    "data.object.amount", ...}``. Returns the event (``type`` defaults to ``track``; a track with no
-    readable name is called ``"webhook"``) and notes on whatever could not be mapped. Nothing is
-    dropped: a value that does not fit its field goes under ``properties``, and when the payload is
-    not an object or no property was mapped, the raw payload is kept as ``properties.payload``.
-    """
-    notes: list[str] = []
-    event: dict[str, Any] = {"type": "track"}
-    objects: dict[str, dict[str, Any]] = {target: {} for target in _OBJECT_TARGETS}
-    stray: dict[str, Any] = {}
 
-    def read(target: str, path: Any) -> Any:
-        if not isinstance(path, str) or not path:
-            notes.append(f"{target}: mapping path {path!r} is not a dotted path")
-            return _MISSING
-        value = _read_path(payload, path)
-        if value is _MISSING:
-            notes.append(f"{target}: {path!r} is not in the payload")
-        return value
-
-    # Whole objects first, so that properties.x and friends land on top of them.
-    for target, path in mapping.items():
-        if target not in _OBJECT_TARGETS:
-            continue
-        value = read(target, path)
-        if value is _MISSING or value is None:
-            continue
-        if isinstance(value, dict):
-            objects[target].update(copy.deepcopy(value))
-        else:
-            notes.append(f"{target}: {path!r} is not an object; kept as properties.{target}")
-            stray[target] = copy.deepcopy(value)
-
-    for target, path in mapping.items():
-        if target in _OBJECT_TARGETS or "." in target:
-            continue
-        value = read(target, path)
-        if value is _MISSING:
-            continue
-        if value is None or value == "":
-            notes.append(f"{target}: {path!r} is empty")
-        elif target == "type":
-            if isinstance(value, str) and value in _EVENT_TYPES:
-                event["type"] = value
-            else:
-                notes.append(f"type: {value!r} is not a Segment event type; using track")
-                stray["type"] = value
-        elif target == "timestamp":
-            stamp = _as_timestamp(value)
-            if stamp is None:
-                notes.append(f"timestamp: {value!r} is not a time; kept as properties.timestamp")
-                stray["timestamp"] = value
-            else:
-                event["timestamp"] = stamp
-        elif target in _ID_TARGETS and isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            # The envelope refuses longer ids; refusing the webhook would lose the vendor's event.
-            notes.append(f"{target}: {path!r} is longer than {MAX_ID_LENGTH} characters; kept as properties.{target}")
-            stray[target] = value
-        elif target in _TEXT_TARGETS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            event[target] = str(value)
-        else:
-            notes.append(f"{target}: {path!r} is not a string; kept as properties.{target}")
-            stray[target] = copy.deepcopy(value)
-
-    # Deeper targets after their parents: context.page before context.page.url.
-    for target, path in sorted(mapping.items(), key=lambda item: item[0].count(".")):
-        if "." not in target:
-            continue
-        head, *rest = target.split(".")
-        if head not in _OBJECT_TARGETS:
-            notes.append(
-                f"{target}: only properties, traits and context take nested fields; kept as properties.{target}"
-            )
-            head, rest = "properties", [target]
-        value = read(target, path)
-        if value is not _MISSING:
-            _put(objects[head], rest, copy.deepcopy(value))
-
-    if event["type"] == "group" and "groupId" not in event:
-        # The envelope refuses a group call without a groupId; refusing the webhook would lose the event.
-        notes.append("type: 'group' needs a groupId and none was mapped; using track")
-        event["type"] = "track"
-        stray["type"] = "group"
-
-    properties = objects["properties"]
-    for key, value in stray.items():
-        properties.setdefault(key, value)
-    if not isinstance(payload, dict) or not properties:
-        reason = "the payload is not an object" if not isinstance(payload, dict) else "no property was mapped"
-        notes.append(f"properties: {reason}; the raw payload is kept as properties.payload")
-        properties.setdefault("payload", copy.deepcopy(payload))
-
-    if event["type"] == "track" and "event" not in event:
-        notes.append(f"event: no event name was mapped; using {FALLBACK_EVENT_NAME!r}")
-        event["event"] = FALLBACK_EVENT_NAME
-    event["properties"] = properties
-    for target in ("traits", "context"):
-        if objects[target]:
-            event[target] = objects[target]
-    return event, notes
+def secret_problem(scheme: str, secret: str) -> str | None:
+    """Why ``secret`` cannot serve ``scheme``, in one line; None when it can."""
+    found = SCHEMES.get(scheme)
+    if found is None:
+        return f"scheme must be one of {', '.join(SCHEMES)}"
+    if not found.needs_secret:
+        return None
+    if not secret:
+        return f"scheme {scheme} needs a secret"
+    return found.secret_problem(secret) if found.secret_problem else None

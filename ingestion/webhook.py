@@ -1,4 +1,5 @@
-"""Third-party webhooks (POST /v1/webhook?source=wh_…): verify the vendor's signature, map, publish.
+"""Third-party webhooks (POST /v1/webhook?source=wh_…): the source names the pipeline, the vendor's
+signature is verified over the raw body, and the payload is mapped onto an event.
 
 A payload the mapping cannot read is still published: the raw payload goes under ``properties``
 and the notes under ``context.webhook.notes``; nothing is dropped silently.
@@ -7,18 +8,16 @@ and the notes under ``context.webhook.notes``; nothing is dropped silently.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
-from ingestion import auth, metrics, payload, signatures
+from ingestion import auth, event_types, intake, payload, signatures, webhook_mapping
 from ingestion.client import public_url, request_facts
-from ingestion.envelope import build_envelope, to_record
+from ingestion.envelope import RequestFacts, build_envelope
 from ingestion.errors import NotFound
-from ingestion.publisher import get_publisher
-from ingestion.responses import SUCCESS_BODY, json_response
+from pipelines.keystore import PipelineSnapshot, WebhookSource
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -30,39 +29,59 @@ def _decode(raw: bytes) -> Any:
         return raw.decode("utf-8", errors="replace")  # form posts and plain text are kept as text
 
 
-async def collect(request: HttpRequest) -> HttpResponse:
-    received_at = datetime.now(UTC)
-    source_id = request.GET.get("source", "")
-    pipeline = await auth.authenticate_webhook_source(source_id)
-    source = pipeline.webhook_sources.get(source_id)
+def _source(request: HttpRequest, pipeline: PipelineSnapshot) -> WebhookSource:
+    source = pipeline.webhook_sources.get(request.GET.get("source", ""))
     if source is None:
         raise NotFound("unknown webhook source")
+    return source
 
-    raw = payload.decompress(
-        request.body, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limit=MAX_WEBHOOK_BYTES
-    )
-    headers = {name.lower(): value for name, value in request.headers.items()}
-    signatures.verify_webhook(
-        source=source,
-        method=request.method or "POST",
-        url=public_url(request),
-        headers=headers,
-        body=request.body,
-        now=time.time(),
-    )
 
-    event, notes = signatures.apply_mapping(_decode(raw), source.mapping)
-    context = event.setdefault("context", {})
-    if isinstance(context, dict):
-        context["webhook"] = {"scheme": source.scheme, **({"notes": notes} if notes else {})}
-    facts = request_facts(
-        request,
-        pipeline.pipeline_id,
-        "webhook",
-        received_at,
-        source_id=source_id,
-        require_identity=False,  # a vendor's event need not be about a visitor
-    )
-    await get_publisher().publish(to_record(build_envelope(event, event.get("type") or "track", facts)))
-    metrics.inc("gateway_events_total", source="webhook", outcome="accepted")
-    return json_response(SUCCESS_BODY)
+class Webhook(intake.Input):
+    source_kind = "webhook"
+    body_limit = MAX_WEBHOOK_BYTES
+
+    def read(self, request: HttpRequest) -> None:
+        # Nothing is read before the signature is checked: an unsigned body is never decompressed.
+        return None
+
+    async def authenticate(self, request: HttpRequest, content: Any) -> PipelineSnapshot:
+        pipeline = await auth.authenticate_webhook_source(request.GET.get("source", ""))
+        _source(request, pipeline)
+        return pipeline
+
+    def verify(self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot) -> None:
+        signatures.verify_webhook(
+            source=_source(request, pipeline),
+            method=request.method or "POST",
+            url=public_url(request),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=request.body,
+            now=time.time(),
+        )
+
+    def facts(
+        self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot, received_at: Any, visitor: intake.Visitor
+    ) -> RequestFacts:
+        # A vendor's event need not be about a visitor.
+        source_id = _source(request, pipeline).id
+        return request_facts(
+            request, pipeline.pipeline_id, self.source_kind, received_at, source_id=source_id, require_identity=False
+        )
+
+    def events(self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot) -> tuple[dict[str, Any]]:
+        source = _source(request, pipeline)
+        raw = payload.decompress(
+            request.body, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limit=self.body_limit
+        )
+        event, notes = webhook_mapping.apply_mapping(_decode(raw), source.mapping)
+        context = event.setdefault("context", {})
+        if isinstance(context, dict):
+            context["webhook"] = {"scheme": source.scheme, **({"notes": notes} if notes else {})}
+        return (event,)
+
+    def envelope(self, event: dict[str, Any], facts: RequestFacts) -> dict[str, Any]:
+        # No click IDs: the page a vendor's payload mentions is not the visitor's.
+        return build_envelope(event, event.get("type") or event_types.TRACK, facts)
+
+
+WEBHOOK = Webhook()

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from ingestion.signatures import SCHEMES
 from pipelines import crypto, tokens
 from pipelines.models import (
     AllowedOrigin,
@@ -204,8 +205,8 @@ def webhook_source_create(
     options: dict | None = None,
     name: str = "",
 ) -> Source:
-    if scheme not in WebhookSecret.Scheme.values:
-        raise ConfigError(f"scheme must be one of {', '.join(WebhookSecret.Scheme.values)}")
+    if scheme not in SCHEMES:
+        raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
     mapping = mapping or {}
     try:
         validate_mapping(mapping)

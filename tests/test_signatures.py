@@ -17,7 +17,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from ingestion.errors import InvalidSignature, StaleTimestamp
-from ingestion.signatures import apply_mapping, sign_server_request, verify_server_signature, verify_webhook
+from ingestion.signatures import sign_server_request, verify_server_signature, verify_webhook
+from ingestion.webhook_mapping import apply_mapping
 from pipelines.keystore import WebhookSource
 
 NOW = 1_700_000_000.0

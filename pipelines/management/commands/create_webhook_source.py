@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ingestion.signatures import SCHEMES
 from pipelines import services
 from pipelines.management.commands._output import ConfigCommand
-from pipelines.models import WebhookSecret
 
 
 class Command(ConfigCommand):
@@ -14,7 +14,7 @@ class Command(ConfigCommand):
     def add_arguments(self, parser: Any) -> None:
         super().add_arguments(parser)
         parser.add_argument("--pipeline-key", required=True)
-        parser.add_argument("--scheme", required=True, choices=WebhookSecret.Scheme.values)
+        parser.add_argument("--scheme", required=True, choices=list(SCHEMES))
         parser.add_argument("--secret", default="")
         parser.add_argument("--mapping", default="{}", help='JSON: {"event": "type", "userId": "data.object.customer"}')
         parser.add_argument("--options", default="{}", help='JSON scheme options, e.g. {"header": "X-Signature"}')

@@ -1,9 +1,10 @@
-"""The batch path in-process: CPU per event without daphne, wrk or the network in the way.
+"""The batch and track paths in-process: CPU per event without daphne, wrk or the network in the way.
 
-    .venv/bin/python bench/inprocess.py [--concurrency 50] [--requests 2000]
+    .venv/bin/python bench/inprocess.py [--scenario batch|track] [--concurrency 50] [--requests 2000]
 
 It starts Tansu, migrates a throwaway SQLite database, creates a pipeline, then sends POST /v1/batch
-(100 events, as bench/post_batch.lua builds them) straight into ``signal_gateway.asgi.application``,
+(100 events, as bench/post_batch.lua builds them) or, with ``--scenario track``, POST /v1/t (one
+first-visit track call, as bench/post_event.lua builds it) straight into ``signal_gateway.asgi.application``,
 ``--concurrency`` requests at a time, every one acknowledged by Kafka. It prints the CPU per event
 of the event-loop thread (the one that limits a gateway process) and of the whole process
 (librdkafka's threads included), beside a baseline measured in the same run: ``orjson.loads`` of
@@ -121,7 +122,42 @@ def batch_body(request_number: int) -> bytes:
     return orjson.dumps({"batch": events, "sentAt": sent_at})
 
 
-def baseline_us_per_event(bodies: list[bytes]) -> float:
+def track_body(request_number: int) -> bytes:
+    """One analytics.js track call (~630 bytes), as bench/post_event.lua sends it."""
+    import orjson
+
+    now = time.time()
+    return orjson.dumps(
+        {
+            "type": "track",
+            "event": "Product Added",
+            "properties": {"product_id": "sku-48213", "name": "Trail Shoe", "price": 129.99, "currency": "USD"},
+            "anonymousId": f"3f6b1d2e-8c4a-4e7b-9b1f-{request_number % 1000:012d}",
+            "messageId": f"ajs-inprocess-{request_number}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.120Z", time.gmtime(now)),
+            "sentAt": time.strftime("%Y-%m-%dT%H:%M:%S.250Z", time.gmtime(now)),
+            "context": {
+                "library": {"name": "analytics.js", "version": "5.2.0"},
+                "page": {
+                    "path": "/p/trail-shoe",
+                    "referrer": "https://www.google.com/",
+                    "title": "Trail Shoe | Northpeak",
+                    "url": "https://shop.example.com/p/trail-shoe?utm_source=google",
+                },
+                "userAgent": USER_AGENT,
+            },
+        }
+    )
+
+
+USER_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "batch": {"path": b"/v1/batch", "content_type": b"application/json", "events": EVENTS_PER_REQUEST},
+    "track": {"path": b"/v1/t", "content_type": b"text/plain", "events": 1},
+}
+
+
+def baseline_us_per_event(bodies: list[bytes], events_per_body: int) -> float:
     """orjson.loads of each body and orjson.dumps of each of its events, best of five, per event."""
     import orjson
 
@@ -129,13 +165,14 @@ def baseline_us_per_event(bodies: list[bytes]) -> float:
     for _ in range(5):
         start = time.thread_time()
         for body in bodies:
-            for event in orjson.loads(body)["batch"]:
+            parsed = orjson.loads(body)
+            for event in parsed["batch"] if "batch" in parsed else [parsed]:
                 orjson.dumps(event)
         best = min(best, time.thread_time() - start)
-    return 1e6 * best / (len(bodies) * EVENTS_PER_REQUEST)
+    return 1e6 * best / (len(bodies) * events_per_body)
 
 
-async def drive(application: Any, key: str, bodies: list[bytes], concurrency: int) -> dict[int, int]:
+async def drive(application: Any, key: str, bodies: list[bytes], concurrency: int, scenario: str) -> dict[int, int]:
     statuses: dict[int, int] = {}
     authorization = b"Basic " + base64.b64encode(f"{key}:".encode())
 
@@ -145,16 +182,18 @@ async def drive(application: Any, key: str, bodies: list[bytes], concurrency: in
             "http_version": "1.1",
             "method": "POST",
             "scheme": "http",
-            "path": "/v1/batch",
-            "raw_path": b"/v1/batch",
+            "path": SCENARIOS[scenario]["path"].decode(),
+            "raw_path": SCENARIOS[scenario]["path"],
             "query_string": b"",
             "root_path": "",
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8080),
             "headers": [
                 (b"host", b"127.0.0.1"),
-                (b"content-type", b"application/json"),
+                (b"content-type", SCENARIOS[scenario]["content_type"]),
                 (b"authorization", authorization),
+                (b"origin", b"https://shop.example.com"),
+                (b"user-agent", USER_AGENT.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }
@@ -165,7 +204,7 @@ async def drive(application: Any, key: str, bodies: list[bytes], concurrency: in
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 statuses[message["status"]] = statuses.get(message["status"], 0) + 1
-            elif b'"rejected":0' not in message.get("body", b'"rejected":0'):
+            elif scenario == "batch" and b'"rejected":0' not in message.get("body", b'"rejected":0'):
                 raise SystemExit(f"a batch was not accepted whole: {message['body'][:300]!r}")
 
         await application(scope, receive, send)
@@ -177,9 +216,12 @@ async def drive(application: Any, key: str, bodies: list[bytes], concurrency: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", type=int, default=50, help="batches in flight at once (default 50)")
-    parser.add_argument("--requests", type=int, default=2000, help="batches measured (default 2000)")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="batch")
+    parser.add_argument("--concurrency", type=int, default=50, help="requests in flight at once (default 50)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests measured (default 2000)")
     args = parser.parse_args()
+    make_body = batch_body if args.scenario == "batch" else track_body
+    per_request = SCENARIOS[args.scenario]["events"]
 
     port = free_port()
     broker = start_broker(port)
@@ -201,13 +243,13 @@ def main() -> int:
         key = pipeline_create(name="In-process bench").pipeline_key
         from signal_gateway.asgi import application
 
-        warm = [batch_body(-n) for n in range(1, 2 * args.concurrency + 1)]
-        bodies = [batch_body(n) for n in range(args.requests)]
+        warm = [make_body(-n) for n in range(1, 2 * args.concurrency + 1)]
+        bodies = [make_body(n) for n in range(args.requests)]
 
         async def measured() -> tuple[dict[int, int], float, float, float]:
-            await drive(application, key, warm, args.concurrency)  # one loop for both, as in daphne
+            await drive(application, key, warm, args.concurrency, args.scenario)  # one loop for both, as in daphne
             process, thread, wall = time.process_time(), time.thread_time(), time.perf_counter()
-            statuses = await drive(application, key, bodies, args.concurrency)
+            statuses = await drive(application, key, bodies, args.concurrency, args.scenario)
             return statuses, time.process_time() - process, time.thread_time() - thread, time.perf_counter() - wall
 
         statuses, process_s, thread_s, wall_s = asyncio.run(measured())
@@ -215,10 +257,12 @@ def main() -> int:
 
         get_publisher().close()
         logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # the broker stops next; that is expected
-        events = args.requests * EVENTS_PER_REQUEST
-        floor = baseline_us_per_event(bodies[:200])
+        events = args.requests * per_request
+        floor = baseline_us_per_event(bodies[:200], per_request)
         loop_us, process_us = 1e6 * thread_s / events, 1e6 * process_s / events
-        print(f"{events} events in {args.requests} batches, {args.concurrency} in flight; statuses {statuses}")
+        print(
+            f"{events} events in {args.requests} requests to {args.scenario}, {args.concurrency} in flight; statuses {statuses}"
+        )
         print(f"baseline (orjson loads + dumps): {floor:6.2f} us/event")
         print(f"event-loop thread:               {loop_us:6.2f} us/event  ({loop_us / floor:.1f}x the baseline)")
         print(f"whole process:                   {process_us:6.2f} us/event  ({process_us / floor:.1f}x the baseline)")

@@ -1,4 +1,4 @@
-"""Process start and stop for the ingestion side: producer up and topic present; on SIGTERM, drain
+"""Process start and stop for the ingestion side: producer up and topics present; on SIGTERM, drain
 the requests in flight before daphne stops; flush the producer on exit.
 
 daphne's own SIGTERM handling cancels every request in flight at once. Under daphne, ours replaces
@@ -34,10 +34,9 @@ def start() -> None:
     if _started:
         return
     _started = True
-    publisher = get_publisher()
-    if not publisher.ensure_topic(partitions=settings.KAFKA_TOPIC_PARTITIONS):
+    if not _ensure_topics():
         # Kafka may come up after us; keep trying in the background (readyz reports it meanwhile).
-        threading.Thread(target=_ensure_topic_until_done, name="ensure-topic", daemon=True).start()
+        threading.Thread(target=_ensure_topics_until_done, name="ensure-topic", daemon=True).start()
     atexit.register(stop)
     if twisted.serving():
         twisted.on_sigterm(_on_sigterm)
@@ -60,9 +59,16 @@ def _drain(deadline: float) -> None:
         reactor.callLater(0.05, _drain, deadline)
 
 
-def _ensure_topic_until_done() -> None:
+def _ensure_topics() -> bool:
+    """The events topic, then the rejected-events topic (ingestion/rejected.py). Stops at the first
+    failure: a broker that did not answer for one will not for the other, and start-up would wait twice."""
     publisher = get_publisher()
-    while not publisher.ensure_topic(partitions=settings.KAFKA_TOPIC_PARTITIONS):
+    topics = (settings.KAFKA_TOPIC, settings.KAFKA_REJECTED_TOPIC)
+    return all(publisher.ensure_topic(partitions=settings.KAFKA_TOPIC_PARTITIONS, topic=topic) for topic in topics)
+
+
+def _ensure_topics_until_done() -> None:
+    while not _ensure_topics():
         threading.Event().wait(5.0)
 
 

@@ -14,6 +14,8 @@ _HELP = {
     "gateway_events_total": "Events by source kind and outcome (accepted, rejected, dropped, duplicate).",
     "gateway_errors_total": "Error responses by code.",
     "gateway_pixel_dropped_total": "Pixel requests answered with the GIF but not published, by reason.",
+    "gateway_rejected_published_total": "Refused events acknowledged on the rejected-events topic.",
+    "gateway_rejected_dropped_total": "Refused events not published to rejected-events, by reason (backlog, queue_full, undelivered).",
 }
 _counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -81,6 +81,11 @@ class Publisher:
             raise PublishUnavailable(f"Kafka refused the record: {exc}") from None
         return future
 
+    def produce_nowait(self, topic: str, record: Record, on_delivery: Callable[[KafkaError | None, Any], None]) -> None:
+        """Queue a record for another topic and do not wait for it (best effort: rejected-events).
+        Raises BufferError when librdkafka's queue is full, KafkaException when it refuses it."""
+        self._producer.produce(topic, record.value, record.key, headers=record.headers, on_delivery=on_delivery)
+
     async def publish(self, record: Record) -> None:
         """Return once Kafka has acknowledged the record."""
         await self.publish_many((record,))
@@ -119,24 +124,26 @@ class Publisher:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def ensure_topic(self, *, partitions: int, timeout: float = 5.0) -> bool:
-        """Create the topic if it is missing; False (and a log line) when Kafka cannot say."""
+    def ensure_topic(self, *, partitions: int, timeout: float = 5.0, topic: str | None = None) -> bool:
+        """Create the topic (ours unless ``topic`` names another) if it is missing; False (and a
+        log line) when Kafka cannot say."""
+        topic = topic or self.topic
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         try:
             metadata = admin.list_topics(timeout=timeout)
-            if self.topic in metadata.topics and not metadata.topics[self.topic].error:
+            if topic in metadata.topics and not metadata.topics[topic].error:
                 return True
-            futures = admin.create_topics([NewTopic(self.topic, num_partitions=partitions, replication_factor=-1)])
-            futures[self.topic].result(timeout=timeout)
-            logger.info("created topic %s with %d partitions", self.topic, partitions)
+            futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1)])
+            futures[topic].result(timeout=timeout)
+            logger.info("created topic %s with %d partitions", topic, partitions)
             return True
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 return True
-            logger.warning("could not ensure topic %s: %s", self.topic, exc)
+            logger.warning("could not ensure topic %s: %s", topic, exc)
             return False
         except Exception as exc:
-            logger.warning("could not ensure topic %s: %s", self.topic, exc)
+            logger.warning("could not ensure topic %s: %s", topic, exc)
             return False
 
     def check(self, timeout: float = 1.0) -> None:

@@ -98,6 +98,8 @@ else:
 KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 KAFKA_TOPIC = env_str("KAFKA_TOPIC", "raw-events")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 6)
+# Refused events of known pipelines, for operators (ingestion/rejected.py); created at start-up too.
+KAFKA_REJECTED_TOPIC = env_str("KAFKA_REJECTED_TOPIC", "rejected-events")
 # How long a request waits for Kafka's acknowledgement before answering 503.
 KAFKA_ACK_TIMEOUT = env_float("KAFKA_ACK_TIMEOUT", 2.0)
 # On SIGTERM, how long requests in flight may take to finish before the process stops.

@@ -1,4 +1,5 @@
-"""ASGI entry point: ingestion paths go to the lean handler, everything else (the admin) to Django's.
+"""ASGI entry point: ingestion paths go to the lean handler, everything else (the admin) to Django's;
+WebSockets (the admin's live event view, ingestion/consumers.py) to channels, with the admin's session.
 
 Served by daphne: ``daphne -b 127.0.0.1 -p 8080 signal_gateway.asgi:application``.
 """
@@ -14,9 +15,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_gateway.settings")
 django_app = get_asgi_application()  # sets Django up before anything imports models
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ingestion import lifecycle  # noqa: E402
+from ingestion.consumers import websocket_urlpatterns  # noqa: E402
 from ingestion.handler import IngestionHandler  # noqa: E402
 from signal_gateway.adapters.daphne import tune_requests  # noqa: E402
 
@@ -45,4 +48,6 @@ gc.collect()
 gc.freeze()
 gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
-application = ProtocolTypeRouter({"http": http_router})
+application = ProtocolTypeRouter(
+    {"http": http_router, "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns))}
+)

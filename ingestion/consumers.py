@@ -81,8 +81,10 @@ def same_origin(scope: dict[str, Any]) -> bool:
 
 @database_sync_to_async
 def may_watch(user: Any) -> bool:
-    """What the pipeline's change page asks of its viewer, less the change: staff and viewing."""
-    return bool(user is not None and user.is_active and user.is_staff and user.has_perm("pipelines.view_pipeline"))
+    """What the admin asks of a pipeline page's viewer: active staff who may view (or change) pipelines."""
+    if user is None or not (user.is_active and user.is_staff):
+        return False
+    return bool(user.has_perm("pipelines.view_pipeline") or user.has_perm("pipelines.change_pipeline"))
 
 
 @database_sync_to_async

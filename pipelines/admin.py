@@ -9,8 +9,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import URLPattern, path
 
 from pipelines import services
+from pipelines.live import live_events_view
 from pipelines.models import (
     AllowedOrigin,
     Pipeline,
@@ -59,6 +61,11 @@ class PipelineAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at")
     inlines = [AllowedOriginInline, PipelineKeyInline, SigningSecretInline]
     actions = ["add_key", "rotate_signing_secret"]
+
+    def get_urls(self) -> list[URLPattern]:
+        # "Live events", linked from the change page (templates/admin/pipelines/pipeline/change_form.html).
+        view = self.admin_site.admin_view(lambda request, object_id: live_events_view(self, request, object_id))
+        return [path("<path:object_id>/live/", view, name="pipelines_pipeline_live"), *super().get_urls()]
 
     def save_model(self, request: HttpRequest, obj: Pipeline, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -30,5 +30,6 @@ def live_events_view(model_admin: admin.ModelAdmin[Any], request: HttpRequest, o
         "module_name": str(model_admin.opts.verbose_name_plural).capitalize(),
         "socket_path": f"/ws/pipelines/{pipeline.pk}/live",
         "event_types": EVENT_TYPES,
+        "is_nav_sidebar_enabled": False,  # the table and the envelope pane need the width
     }
     return TemplateResponse(request, "admin/pipelines/pipeline/live.html", context)

@@ -108,8 +108,11 @@
     };
   }
 
-  function cell(text) {
+  function cell(text, className) {
     const td = document.createElement("td");
+    if (className) {
+      td.className = className;
+    }
     td.textContent = text === undefined || text === null || text === "" ? "—" : String(text);
     return td;
   }
@@ -124,8 +127,8 @@
     row.append(
       cell(item.time ? item.time.slice(11, 23) : ""),
       cell(item.type),
-      cell(item.name),
-      cell(item.who),
+      cell(item.name, "live-wrap"),
+      cell(item.who, "live-wrap"),
       cell(item.source),
     );
     const status = document.createElement("td");

@@ -18,16 +18,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from ingestion import answers, auth, cors, event_types, identity, metrics, payload
+from ingestion import answers, auth, cors, event_types, identity, metrics, payload, rejected
 from ingestion.answers import Answer
 from ingestion.client import request_facts
 from ingestion.envelope import RequestFacts, build_envelope
-from ingestion.errors import ApiError, InternalError, PayloadTooLarge
+from ingestion.errors import ApiError, InternalError, PayloadTooLarge, Unavailable
 from ingestion.publisher import get_publisher
 from ingestion.records import to_record
 from pipelines.keystore import PipelineSnapshot
@@ -84,11 +84,26 @@ class Input:
         )  # fmt: skip
 
     def events(self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot) -> Sequence[Any]:
-        """The events to envelope: each a dict, or the ApiError that refused the item as it was read."""
+        """The events to envelope: each a dict, or a Refused item."""
         return (content,)
 
     def envelope(self, event: dict[str, Any], facts: RequestFacts) -> dict[str, Any]:
         return build_envelope(event, event.get("type") or event_types.TRACK, facts, event_click_ids(event))
+
+    def refused_payload(self, request: HttpRequest) -> bytes:
+        """What the client sent, for the rejected-events topic: the body, decompressed (its start)."""
+        return payload.start_of_body(
+            request.body,
+            content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""),
+            size=rejected.MAX_PAYLOAD_BYTES,
+        )
+
+
+class Refused(NamedTuple):
+    """An item of a request that was refused as it was read (a batch item that is not an object)."""
+
+    error: ApiError
+    item: Any
 
 
 def event_click_ids(event: dict[str, Any]) -> dict[str, str]:
@@ -100,9 +115,11 @@ def event_click_ids(event: dict[str, Any]) -> dict[str, str]:
 class _Intake:
     """What the answer will carry, filled in as the sequence goes."""
 
-    __slots__ = ("headers", "cookies", "acknowledged", "accepted", "errors")
+    __slots__ = ("received_at", "pipeline", "headers", "cookies", "acknowledged", "accepted", "errors")
 
     def __init__(self) -> None:
+        self.received_at = datetime.now(UTC)
+        self.pipeline: PipelineSnapshot | None = None  # once authenticated
         self.headers: Mapping[str, str] = _NO_HEADERS
         self.cookies: list[tuple[bytes, bytes]] = []
         self.acknowledged: asyncio.Future[None] | None = None
@@ -123,6 +140,8 @@ async def run(input: Input, request: HttpRequest) -> HttpResponse:
             await get_publisher().wait(intake.acknowledged)
     except ApiError as error:
         _count_refused(input, error)
+        if intake.pipeline is not None and not isinstance(error, Unavailable):
+            _report(input, intake, error, input.refused_payload(request))
         return answers.refusal(error, answer=input.answer, headers=intake.headers)
     except Exception:
         logger.exception("unexpected error on %s", request.path)
@@ -140,9 +159,9 @@ async def _accept(input: Input, request: HttpRequest, intake: _Intake, origin: s
     """Every step up to Kafka's queue. The parsed content and its envelopes die with this frame:
     while a batch waits for its acknowledgements only its future stays alive, not its events' dicts
     (bench/inprocess.py, 50 batches in flight: event-loop CPU per event 9x -> 5.4x its orjson baseline)."""
-    received_at = datetime.now(UTC)
+    received_at = intake.received_at
     content = input.read(request)
-    pipeline = await input.authenticate(request, content)
+    pipeline = intake.pipeline = await input.authenticate(request, content)
     input.verify(request, content, pipeline)
     if origin:
         intake.headers = _NO_HEADERS  # a refused origin gets no CORS headers
@@ -161,18 +180,33 @@ async def _accept(input: Input, request: HttpRequest, intake: _Intake, origin: s
     reports_items = input.answer is Answer.BATCH_REPORT
     for index, event in enumerate(input.events(request, content, pipeline)):
         try:
-            if isinstance(event, ApiError):
-                raise event
+            if type(event) is Refused:
+                raise event.error
             records.append(to_record(input.envelope(event, facts)))
         except ApiError as exc:
             if not reports_items:
                 raise
             intake.errors.append({"index": index, "code": exc.code, "message": exc.message})
+            item = event.item if type(event) is Refused else event
+            _report(input, intake, exc, payload.encode(item))
     if records:
         intake.acknowledged = get_publisher().enqueue(records)
     intake.accepted = len(records)
     if visitor is not None:
         intake.cookies = identity.cookie_headers(visitor[0], pipeline.cookie_domain or settings.COOKIE_DOMAIN or None)
+
+
+def _report(input: Input, intake: _Intake, error: ApiError, sent: bytes) -> None:
+    """A known pipeline's refused event goes to the rejected-events topic (best effort, never awaited)."""
+    assert intake.pipeline is not None
+    rejected.report(
+        pipeline_id=intake.pipeline.pipeline_id,
+        source_kind=input.source_kind,
+        code=error.code,
+        message=error.message,
+        received_at=intake.received_at,
+        payload=sent,
+    )
 
 
 def _count_refused(input: Input, error: ApiError) -> None:

@@ -65,6 +65,17 @@ def decompress(raw: bytes, *, content_encoding: str, limit: int, too_large: type
     return data
 
 
+def start_of_body(raw: bytes, *, content_encoding: str, size: int) -> bytes:
+    """The first ``size`` bytes of the body as the client meant it (decompressed when gzip), for a
+    record of what was refused; the raw bytes when they do not decompress."""
+    if content_encoding.strip().lower() not in {"gzip", "x-gzip"}:
+        return raw[:size]
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, size)
+    except zlib.error:
+        return raw[:size]
+
+
 def encode(value: Any) -> bytes:
     return orjson.dumps(value)
 

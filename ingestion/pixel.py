@@ -57,10 +57,13 @@ class Pixel(intake.Input):
     def __init__(self, event_type: str) -> None:
         self.event_type = event_type
 
-    def read(self, request: HttpRequest) -> dict[str, Any]:
+    def read(self, request: HttpRequest) -> None:
+        return None  # the query is read once the key is known, so a bad parameter is reported
+
+    def events(self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot) -> tuple[dict[str, Any]]:
         if self.event_type not in event_types.PIXEL:
             raise InvalidPayload(f"pixel type must be one of {', '.join(event_types.PIXEL)}")
-        return event_from_query(request.GET, self.event_type)
+        return (event_from_query(request.GET, self.event_type),)
 
     async def authenticate(self, request: HttpRequest, content: Any) -> PipelineSnapshot:
         return await auth.authenticate(request.GET.get("wk", ""))
@@ -70,6 +73,9 @@ class Pixel(intake.Input):
 
     def envelope(self, event: dict[str, Any], facts: RequestFacts) -> dict[str, Any]:
         return build_envelope(event, self.event_type, facts)
+
+    def refused_payload(self, request: HttpRequest) -> bytes:
+        return request.META.get("QUERY_STRING", "").encode("latin-1", "replace")
 
 
 PIXELS = {event_type: Pixel(event_type) for event_type in event_types.PIXEL}

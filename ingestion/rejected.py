@@ -34,7 +34,8 @@ from django.conf import settings
 
 from ingestion import metrics
 from ingestion.envelope import iso_ms
-from ingestion.publisher import Record, get_publisher
+from ingestion.publisher import get_publisher
+from ingestion.records import Record
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from ingestion import intake, payload, signatures
 from ingestion.answers import Answer
 from ingestion.client import request_facts
 from ingestion.envelope import RequestFacts
-from ingestion.errors import ApiError, BatchTooLarge, InvalidPayload, PayloadTooLarge
+from ingestion.errors import BatchTooLarge, InvalidPayload, PayloadTooLarge
 from pipelines.keystore import PipelineSnapshot
 
 MAX_BATCH_EVENTS = 500
@@ -72,11 +72,11 @@ class Batch(intake.Input):
         return events
 
 
-def _item(item: Any, top_context: Any, *, check_sizes: bool) -> dict[str, Any] | ApiError:
+def _item(item: Any, top_context: Any, *, check_sizes: bool) -> dict[str, Any] | intake.Refused:
     if not isinstance(item, dict):
-        return InvalidPayload("each batch item must be a JSON object")
+        return intake.Refused(InvalidPayload("each batch item must be a JSON object"), item)
     if check_sizes and len(payload.encode(item)) > payload.MAX_EVENT_BYTES:
-        return PayloadTooLarge(f"the event is over {payload.MAX_EVENT_BYTES} bytes")
+        return intake.Refused(PayloadTooLarge(f"the event is over {payload.MAX_EVENT_BYTES} bytes"), item)
     if top_context:
         return {**item, "context": _merge_context(top_context, item.get("context"))}
     return item

@@ -29,7 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import free_port, gateway_env  # noqa: E402
+from bench.gateway_bench.core import free_port  # noqa: E402
+from bench.gateway_bench.servers import gateway_env  # noqa: E402
 from signal_gateway.devbroker import start_broker  # noqa: E402
 
 EVENTS_PER_REQUEST = 100

@@ -1,0 +1,178 @@
+"""The report: the checks against the targets, the table, and bench/results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.gateway_bench.core import RESULTS_DIR, code_version
+from bench.gateway_bench.scenarios import P99_AT_CONNECTIONS, THROUGHPUT_AT_CONNECTIONS, Measurement, Scenario
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool | None  # None: not measured in this run
+    detail: str
+    informational: bool = False  # reported, but never fails the run
+
+
+def find(measurements: list[Measurement], scenario: str, target: str, connections: int) -> Measurement | None:
+    for m in measurements:
+        if (m.scenario, m.target, m.connections) == (scenario, target, connections):
+            return m
+    return None
+
+
+def gateway_bare_ratios(
+    measurements: list[Measurement], scenarios: Sequence[Scenario], connections: dict[str, list[int]]
+) -> dict[str, float]:
+    """Gateway req/s over the bare app's, per scenario and connection count measured for both."""
+    ratios: dict[str, float] = {}
+    for scenario in scenarios:
+        for count in connections[scenario.name]:
+            g = find(measurements, scenario.name, "gateway", count)
+            b = find(measurements, scenario.name, "bare", count)
+            if g and b and b.requests_per_s:
+                ratios[f"{scenario.name} gateway/bare req/s at {count} connections"] = (
+                    g.requests_per_s / b.requests_per_s
+                )
+    return ratios
+
+
+def evaluate(
+    scenarios: Sequence[Scenario],
+    measurements: list[Measurement],
+    kafka: dict[str, int],
+    answered_2xx: int,
+    in_flight_bound: int,
+    partial: int = 0,
+) -> list[Check]:
+    checks: list[Check] = []
+    at = THROUGHPUT_AT_CONNECTIONS
+    for scenario in scenarios:
+        gateway = find(measurements, scenario.name, "gateway", at)
+        if scenario.min_events_per_s is not None:
+            name = f"{scenario.name}: gateway events/s >= {scenario.min_events_per_s:,.0f} at {at} connections"
+            if gateway:
+                detail = (
+                    f"{gateway.events_per_s:,.0f} events/s ({gateway.requests_per_s:.1f} req/s x "
+                    f"{scenario.records_per_request}, {gateway.non2xx} non-2xx, {gateway.partial} partial)"
+                )
+                passed = gateway.events_per_s >= scenario.min_events_per_s and not gateway.partial
+                checks.append(Check(name, passed, detail))
+            else:
+                checks.append(Check(name, None, "not measured"))
+        if scenario.min_ratio is not None:
+            bare = find(measurements, scenario.name, "bare", at)
+            name = f"{scenario.name}: gateway req/s >= {scenario.min_ratio:.0%} of bare at {at} connections"
+            informational = scenario.ratio_informational
+            if gateway and bare and bare.requests_per_s:
+                ratio = gateway.requests_per_s / bare.requests_per_s
+                detail = f"{gateway.requests_per_s:.0f} / {bare.requests_per_s:.0f} = {ratio:.1%}"
+                checks.append(Check(name, ratio >= scenario.min_ratio, detail, informational))
+            else:
+                checks.append(Check(name, None, "not measured", informational))
+        if scenario.max_p99_ms is not None:
+            gateway = find(measurements, scenario.name, "gateway", P99_AT_CONNECTIONS)
+            name = f"{scenario.name}: gateway p99 < {scenario.max_p99_ms:g} ms at {P99_AT_CONNECTIONS} connections"
+            if gateway:
+                checks.append(Check(name, gateway.p99_ms < scenario.max_p99_ms, f"p99 {gateway.p99_ms:.2f} ms"))
+            else:
+                checks.append(Check(name, None, "not measured"))
+    # wrk abandons the requests in flight when its time is up (or a connection fails); the gateway may
+    # still have published those, so Kafka may hold up to that many extra records, never fewer.
+    # answered_2xx counts events: a 2xx batch answer is records_per_request of them.
+    extra = kafka["for_pipeline"] - answered_2xx
+    checks.append(
+        Check(
+            "every 2xx from the gateway is a record in Kafka",
+            0 <= extra <= in_flight_bound and kafka["distinct_message_ids"] == kafka["for_pipeline"],
+            f"events answered 2xx {answered_2xx}, records {kafka['for_pipeline']} "
+            f"(watermarks say {kafka['by_watermarks']}), extra {extra} (in-flight bound {in_flight_bound}), "
+            f"distinct message ids {kafka['distinct_message_ids']}"
+            + (f", partial batches {partial}" if partial else ""),
+        )
+    )
+    return checks
+
+
+def print_report(
+    measurements: list[Measurement], checks: list[Check], ratios: dict[str, float], scenarios: Sequence[Scenario]
+) -> None:
+    header = (
+        f"{'scenario':<9}{'target':<9}{'conns':>6}{'req/s':>11}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'non-2xx':>9}{'srv cpu':>9}{'cpu ms/req':>11}{'kafka cpu':>10}{'wrk cpu':>9}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for m in measurements:
+        print(
+            f"{m.scenario:<9}{m.target:<9}{m.connections:>6}{m.requests_per_s:>11.1f}{m.events_per_s:>11.0f}"
+            f"{m.p50_ms:>9.2f}{m.p99_ms:>9.2f}{m.non2xx:>9}{m.server_cpu_pct:>8.0f}%{m.server_cpu_ms_per_request:>11.2f}"
+            f"{m.broker_cpu_pct:>9.0f}%{m.wrk_cpu_pct:>8.0f}%"
+        )
+    print("(events/s: 2xx req/s x events per request; for bare, what it could take in)")
+    print()
+    by_name = {s.name: s for s in scenarios}
+    for name, ratio in ratios.items():
+        scenario = by_name.get(name.split(" ", 1)[0])
+        note = ""
+        if scenario and scenario.min_ratio is None:
+            note = "  (printed only; the bare app just reads the body)"
+        elif scenario and scenario.ratio_informational:
+            note = "  (informational)"
+        print(f"{name}: {ratio:.1%}{note}")
+    print()
+    for check in checks:
+        verdict = {True: "PASS", False: "FAIL", None: "N/A "}[check.passed]
+        note = " (informational)" if check.informational else ""
+        print(f"[{verdict}] {check.name}{note}: {check.detail}")
+
+
+def write_results(
+    *,
+    started_at: datetime,
+    loadavg_before: tuple[float, float, float],
+    options: dict[str, Any],
+    measurements: list[Measurement],
+    ratios: dict[str, float],
+    kafka: dict[str, Any],
+    checks: list[Check],
+) -> Path:
+    """bench/results/latest.json: the run's options, every measurement, the Kafka count and the checks."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / "latest.json"
+    out.write_text(
+        json.dumps(
+            {
+                "started_at": started_at.isoformat(),
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "code": code_version(),
+                "machine": {"cpus": os.cpu_count(), "loadavg_before": loadavg_before, "loadavg_after": os.getloadavg()},
+                "options": options,
+                "measurements": [
+                    {
+                        **asdict(m),
+                        "ok": m.ok,
+                        "events_per_s": round(m.events_per_s, 1),
+                        "server_cpu_ms_per_request": round(m.server_cpu_ms_per_request, 3),
+                    }
+                    for m in measurements
+                ],
+                "ratios": ratios,
+                "kafka": kafka,
+                "checks": [asdict(c) for c in checks],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return out

@@ -1,0 +1,212 @@
+"""The servers a run starts: Tansu, the gateway (one daphne process, or ``signal_gateway.serve
+--workers N``) and the bare ASGI app, each on a free 127.0.0.1 port; the throwaway database with
+the bench pipeline; and the smoke requests that prove the gateway publishes before wrk is let loose."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.gateway_bench.core import HOST, ROOT, BenchError, Processes, free_port, http, log_tail
+from signal_gateway.devbroker import start_broker, wait_for_port
+
+# Both servers run as bin/docker-entrypoint runs the gateway: no per-request access log.
+DAPHNE_FLAGS = ("-v", "0")
+TOPIC = "raw-events"
+
+
+# Variables of the caller's shell that would point the gateway at something other than this run's services.
+_INHERITED_SETTINGS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "GATEWAY_VAR_DIR",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_TOPIC",
+    "DEBUG",
+    "DJANGO_SETTINGS_MODULE",
+)
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def gateway_env(*, temp_dir: Path, bootstrap: str, redis_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED_SETTINGS}
+    env.update(
+        DJANGO_SETTINGS_MODULE="signal_gateway.settings",
+        DATABASE_URL=f"sqlite:///{temp_dir / 'db.sqlite3'}",
+        GATEWAY_VAR_DIR=str(temp_dir),
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        KAFKA_TOPIC=TOPIC,
+        PYTHONUNBUFFERED="1",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def start_tansu(*, log_dir: Path, processes: Processes) -> tuple[subprocess.Popen[bytes], str]:
+    """Tansu (memory storage) on a free port; returns the process and its bootstrap address."""
+    port = free_port()
+    broker = processes.add("tansu", start_broker(port, log_path=str(log_dir / "tansu.log")))
+    return broker, f"{HOST}:{port}"
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise BenchError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def create_bench_pipeline(env: dict[str, str]) -> dict[str, Any]:
+    manage(env, "migrate", "--noinput", "-v", "0")
+    out = manage(env, "create_pipeline", "--name", "Bench", "--json")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start_daphne(
+    name: str, app: str, *, env: dict[str, str], log_dir: Path, processes: Processes, workers: int = 1
+) -> Server:
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    command = [sys.executable, "-m", "daphne", *DAPHNE_FLAGS, "-b", HOST, "-p", str(port), app]
+    if workers > 1:  # several daphne processes on the port, as signal_gateway.serve runs them
+        command = [
+            sys.executable,
+            "-m",
+            "signal_gateway.serve",
+            "--workers",
+            str(workers),
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+        ]
+    with open(log_path, "wb") as log:
+        # Its own session: Ctrl-C reaches only this script, which then stops the servers in order.
+        process = processes.add(
+            name,
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ),
+        )
+    try:
+        wait_for_port(port, timeout=30)
+    except TimeoutError:
+        raise BenchError(f"{name} did not start:\n{log_tail(log_path)}") from None
+    return Server(name=name, port=port, process=process, log_path=log_path)
+
+
+def wait_ready(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    status, body = 0, b""
+    while time.monotonic() < deadline:
+        try:
+            status, body = http("GET", server.base_url + "/readyz")
+        except OSError as exc:
+            status, body = 0, str(exc).encode()
+        if status == 200:
+            return
+        time.sleep(0.2)
+    raise BenchError(
+        f"{server.name} not ready after {timeout:g}s: {status} {body[:300]!r}\n{log_tail(server.log_path)}"
+    )
+
+
+def smoke_event(server: Server, key: str) -> None:
+    """One event by hand, so a wrong key or a broken endpoint fails here and not as 10 s of 401s."""
+    event = {"type": "track", "event": "Bench Smoke", "anonymousId": "bench-smoke", "messageId": "bench-smoke-1"}
+    status, body = http(
+        "POST",
+        server.base_url + "/v1/t",
+        json.dumps(event).encode(),
+        {"Authorization": f"Bearer {key}", "Content-Type": "text/plain"},
+    )
+    if status != 200:
+        raise BenchError(f"smoke event answered {status}: {body[:300]!r}\n{log_tail(server.log_path)}")
+
+
+def smoke_batch(server: Server, key: str) -> int:
+    """One batch of one event, keyed as Segment's server SDKs do; returns the events accepted (1)."""
+    batch = {
+        "batch": [
+            {
+                "type": "track",
+                "event": "Bench Smoke",
+                "userId": "bench-smoke",
+                "messageId": "bench-smoke-batch-1",
+                "timestamp": "2024-05-01T12:00:00.000000+00:00",
+                "context": {"library": {"name": "analytics-python", "version": "2.3.2"}},
+            }
+        ],
+        "sentAt": "2024-05-01T12:00:00.500000+00:00",
+    }
+    basic = base64.b64encode(f"{key}:".encode()).decode()
+    status, body = http(
+        "POST",
+        server.base_url + "/v1/batch",
+        json.dumps(batch).encode(),
+        {"Authorization": f"Basic {basic}", "Content-Type": "application/json"},
+    )
+    answer = json.loads(body) if status == 200 else {}
+    if status != 200 or answer.get("accepted") != 1:
+        raise BenchError(f"smoke batch answered {status}: {body[:300]!r}\n{log_tail(server.log_path)}")
+    return 1
+
+
+def gateway_counts(server: Server) -> dict[str, int]:
+    """``gateway_events_total`` from the gateway's /metrics, as ``source/outcome``: how many events
+    each input accepted, rejected or dropped (the pixel answers its GIF even when it drops one)."""
+    status, body = http("GET", server.base_url + "/metrics")
+    if status != 200:
+        raise BenchError(f"/metrics answered {status}: {body[:300]!r}")
+    counts: dict[str, int] = {}
+    for line in body.decode().splitlines():
+        match = re.match(r"^gateway_events_total\{(.*)\} (\d+)$", line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+            name = f"{labels.get('source', '?')}/{labels.get('outcome', '?')}"
+            counts[name] = counts.get(name, 0) + int(match.group(2))
+    return counts
+
+
+def smoke_pixel(server: Server, key: str) -> int:
+    """One pixel, then /metrics to see it was published: the GIF alone says nothing (it is answered
+    for a bad key too). Returns the events published (1)."""
+    before = gateway_counts(server).get("pixel/accepted", 0)
+    query = urllib.parse.urlencode({"wk": key, "e": "Bench Smoke", "uid": "bench-smoke", "mid": "bench-smoke-pixel-1"})
+    status, body = http("GET", f"{server.base_url}/v1/pixel/track?{query}")
+    after = gateway_counts(server)
+    if status != 200 or not body.startswith(b"GIF") or after.get("pixel/accepted", 0) != before + 1:
+        raise BenchError(
+            f"smoke pixel answered {status} {body[:16]!r}; gateway counts {after}\n{log_tail(server.log_path)}"
+        )
+    return 1

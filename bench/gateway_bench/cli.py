@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from bench.gateway_bench.servers import (
     start_tansu,
     wait_ready,
 )
+from bench.gateway_bench.targets import DEFAULT_TARGETS, TARGET_SETS
 
 WARMUP_SECONDS = 2
 
@@ -97,8 +99,13 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str | None = N
     parser.add_argument(
         "--scenarios",
         type=parse_scenarios,
-        default=list(SCENARIO_NAMES),
-        help=f"comma-separated, of {','.join(SCENARIO_NAMES)} (default: all)",
+        help=f"comma-separated, of {','.join(SCENARIO_NAMES)}, or all (default: the target set's)",
+    )
+    parser.add_argument(
+        "--targets",
+        choices=sorted(TARGET_SETS),
+        default=DEFAULT_TARGETS,
+        help=f"the targets the run is judged by (default {DEFAULT_TARGETS}; see bench/gateway_bench/targets.py)",
     )
     parser.add_argument(
         "--connections",
@@ -124,7 +131,16 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str | None = N
         help="gateway processes on the port (signal_gateway.serve); the targets are for one (default 1)",
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (database, server logs)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    targets = TARGET_SETS[args.targets]
+    if args.scenarios is None:
+        args.scenarios = [n for n in SCENARIO_NAMES if n in targets.default_scenarios]
+    if targets.needs_redis and not args.redis:
+        parser.error(
+            f"--targets {targets.name} is judged with the gateway on Redis (dedup and rate limits across "
+            "processes): give --redis URL (e.g. redis://127.0.0.1:6379/10), or --targets issue8"
+        )
+    return args
 
 
 @contextmanager
@@ -144,6 +160,7 @@ def temp_dir(keep: bool) -> Iterator[Path]:
 
 
 def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
+    targets = TARGET_SETS[args.targets]
     scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
     connections = connections_by_scenario(args.connections, [s.name for s in scenarios])
     loadavg_before = os.getloadavg()
@@ -206,14 +223,19 @@ def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
 
     ratios = gateway_bare_ratios(measurements, scenarios, connections)
     partial = sum(m.partial for m in measurements if m.target == "gateway")
-    checks = evaluate(scenarios, measurements, kafka, answered_2xx, in_flight_bound, partial)
-    print_report(measurements, checks, ratios, scenarios)
+    checks = evaluate(scenarios, measurements, kafka, answered_2xx, in_flight_bound, partial, targets=targets)
+    print_report(measurements, checks, ratios, scenarios, targets=targets)
 
     out = write_results(
         started_at=started_at,
         loadavg_before=loadavg_before,
         options={
             "scenarios": [s.name for s in scenarios],
+            "targets": {
+                "name": targets.name,
+                "source": targets.source,
+                **{k: asdict(v) for k, v in targets.scenarios.items()},
+            },
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "connections": connections,

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.gateway_bench.core import RESULTS_DIR, code_version
-from bench.gateway_bench.scenarios import P99_AT_CONNECTIONS, THROUGHPUT_AT_CONNECTIONS, Measurement, Scenario
+from bench.gateway_bench.scenarios import Measurement, Scenario
+from bench.gateway_bench.targets import P99_AT_CONNECTIONS, THROUGHPUT_AT_CONNECTIONS, TargetSet
 
 
 @dataclass
@@ -53,37 +54,40 @@ def evaluate(
     answered_2xx: int,
     in_flight_bound: int,
     partial: int = 0,
+    *,
+    targets: TargetSet,
 ) -> list[Check]:
     checks: list[Check] = []
     at = THROUGHPUT_AT_CONNECTIONS
     for scenario in scenarios:
+        target = targets.of(scenario.name)
         gateway = find(measurements, scenario.name, "gateway", at)
-        if scenario.min_events_per_s is not None:
-            name = f"{scenario.name}: gateway events/s >= {scenario.min_events_per_s:,.0f} at {at} connections"
+        if target.min_events_per_s is not None:
+            name = f"{scenario.name}: gateway events/s >= {target.min_events_per_s:,.0f} at {at} connections"
             if gateway:
                 detail = (
                     f"{gateway.events_per_s:,.0f} events/s ({gateway.requests_per_s:.1f} req/s x "
                     f"{scenario.records_per_request}, {gateway.non2xx} non-2xx, {gateway.partial} partial)"
                 )
-                passed = gateway.events_per_s >= scenario.min_events_per_s and not gateway.partial
+                passed = gateway.events_per_s >= target.min_events_per_s and not gateway.partial
                 checks.append(Check(name, passed, detail))
             else:
                 checks.append(Check(name, None, "not measured"))
-        if scenario.min_ratio is not None:
+        if target.min_ratio is not None:
             bare = find(measurements, scenario.name, "bare", at)
-            name = f"{scenario.name}: gateway req/s >= {scenario.min_ratio:.0%} of bare at {at} connections"
-            informational = scenario.ratio_informational
+            name = f"{scenario.name}: gateway req/s >= {target.min_ratio:.0%} of bare at {at} connections"
+            informational = target.ratio_informational
             if gateway and bare and bare.requests_per_s:
                 ratio = gateway.requests_per_s / bare.requests_per_s
                 detail = f"{gateway.requests_per_s:.0f} / {bare.requests_per_s:.0f} = {ratio:.1%}"
-                checks.append(Check(name, ratio >= scenario.min_ratio, detail, informational))
+                checks.append(Check(name, ratio >= target.min_ratio, detail, informational))
             else:
                 checks.append(Check(name, None, "not measured", informational))
-        if scenario.max_p99_ms is not None:
+        if target.max_p99_ms is not None:
             gateway = find(measurements, scenario.name, "gateway", P99_AT_CONNECTIONS)
-            name = f"{scenario.name}: gateway p99 < {scenario.max_p99_ms:g} ms at {P99_AT_CONNECTIONS} connections"
+            name = f"{scenario.name}: gateway p99 < {target.max_p99_ms:g} ms at {P99_AT_CONNECTIONS} connections"
             if gateway:
-                checks.append(Check(name, gateway.p99_ms < scenario.max_p99_ms, f"p99 {gateway.p99_ms:.2f} ms"))
+                checks.append(Check(name, gateway.p99_ms < target.max_p99_ms, f"p99 {gateway.p99_ms:.2f} ms"))
             else:
                 checks.append(Check(name, None, "not measured"))
     # wrk abandons the requests in flight when its time is up (or a connection fails); the gateway may
@@ -104,7 +108,12 @@ def evaluate(
 
 
 def print_report(
-    measurements: list[Measurement], checks: list[Check], ratios: dict[str, float], scenarios: Sequence[Scenario]
+    measurements: list[Measurement],
+    checks: list[Check],
+    ratios: dict[str, float],
+    scenarios: Sequence[Scenario],
+    *,
+    targets: TargetSet,
 ) -> None:
     header = (
         f"{'scenario':<9}{'target':<9}{'conns':>6}{'req/s':>11}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
@@ -124,13 +133,15 @@ def print_report(
     by_name = {s.name: s for s in scenarios}
     for name, ratio in ratios.items():
         scenario = by_name.get(name.split(" ", 1)[0])
+        target = targets.of(scenario.name) if scenario else None
         note = ""
-        if scenario and scenario.min_ratio is None:
+        if target and target.min_ratio is None:
             note = "  (printed only; the bare app just reads the body)"
-        elif scenario and scenario.ratio_informational:
+        elif target and target.ratio_informational:
             note = "  (informational)"
         print(f"{name}: {ratio:.1%}{note}")
     print()
+    print(f"targets: {targets.name} ({targets.source})")
     for check in checks:
         verdict = {True: "PASS", False: "FAIL", None: "N/A "}[check.passed]
         note = " (informational)" if check.informational else ""

@@ -24,6 +24,7 @@ from signal_gateway.devbroker import start_broker, wait_for_port
 # Both servers run as bin/docker-entrypoint runs the gateway: no per-request access log.
 DAPHNE_FLAGS = ("-v", "0")
 TOPIC = "raw-events"
+BENCH_RATE_LIMIT = 10_000_000  # events/s for the bench pipeline
 
 
 # Variables of the caller's shell that would point the gateway at something other than this run's services.
@@ -83,7 +84,9 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
 
 def create_bench_pipeline(env: dict[str, str]) -> dict[str, Any]:
     manage(env, "migrate", "--noinput", "-v", "0")
-    out = manage(env, "create_pipeline", "--name", "Bench", "--json")
+    # A rate limit the bench never reaches: the default (1,000 events/s) would refuse most of a run
+    # once limits are enforced; the bench measures the limiter's cost, not its refusals.
+    out = manage(env, "create_pipeline", "--name", "Bench", "--rate-limit", str(BENCH_RATE_LIMIT), "--json")
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py --redis redis://127.0.0.1:6379/10      # issue 9's targets (the default)
     .venv/bin/python bench/run.py --targets issue8                         # issue 8's targets
-    .venv/bin/python bench/run.py [--scenarios track,batch,pixel] [--duration 10s]
+    .venv/bin/python bench/run.py [--scenarios track,batch,pixel,spool] [--duration 10s]
                                   [--connections 10,50] [--connections batch=10,50] [--redis URL]
 
 It starts a Tansu broker, a throwaway SQLite database with one pipeline (its rate limit set far
@@ -19,21 +19,34 @@ A scenario is one endpoint with its wrk Lua script, in ``SCENARIOS``:
     track  POST /v1/t                one analytics.js track event (bench/post_event.lua)
     batch  POST /v1/batch            100 analytics-python events per request (bench/post_batch.lua)
     pixel  GET  /v1/pixel/track?...  an email open (bench/get_pixel.lua)
+    spool  POST /v1/batch            the batch, while the gateway's Kafka is cut (see below)
 
-``--connections`` sets every scenario's connection counts; ``--connections NAME=10,50`` one
-scenario's (it may be given several times).
+``--connections`` sets every scenario's connection counts (default 10,50; spool 50);
+``--connections NAME=10,50`` one scenario's (it may be given several times).
+
+The spool scenario runs on a gateway of its own (the same database and pipeline, its own
+GATEWAY_VAR_DIR and so its own spool) whose only way to a Tansu of its own is a TCP proxy
+(bench/gateway_bench/proxy.py) that the run cuts: every connection reset, new ones refused. At each
+connection count: a warm-up with Kafka up, the cut, wrk for --duration, the restore; then it reads
+that topic until it holds every event answered 2xx during the cut and prints the drain rate (those
+events over the seconds from the restore until the last of them arrived), and finally checks that
+every 2xx of that gateway is a record there. It reports what it sees: a gateway that answers 503
+while Kafka is cut shows 0 events/s of intake, its statuses, and the records of those refused
+requests that librdkafka still delivered after the restore.
 
 ``--targets`` picks the targets the run is judged by, and the scenarios run when ``--scenarios`` is
 not given (bench/gateway_bench/targets.py):
 
-    issue9 (default)  track at 50 connections >= 45% of bare, batch >= 60,000 events/s, track p99 at
+    issue9 (default)  track at 50 connections >= 45% of bare, batch >= 60,000 events/s, spool
+                      intake with Kafka cut >= 20,000 events/s (the drain rate printed), track p99 at
                       10 connections < 25 ms; needs --redis (dedup and rate limits on, as issue 9
                       measures them)
     issue8            track at 50 connections >= 50% of bare, batch >= 70,000 events/s, track p99 at
-                      10 connections < 25 ms
+                      10 connections < 25 ms; runs track, batch and pixel
 
-The pixel's ratio is informational in both. The code lives in bench/gateway_bench/: servers,
-scenarios (wrk), kafka (the record count), report, targets and cli (the order of a run).
+The pixel's ratio is informational in both. The code lives in bench/gateway_bench/: servers (and
+the cuttable Kafka), proxy, scenarios (wrk), kafka (the record count, the drain watch), report,
+targets and cli (the order of a run).
 """
 
 from __future__ import annotations

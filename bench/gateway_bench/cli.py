@@ -20,9 +20,19 @@ from typing import Any
 from bench.gateway_bench.core import ROOT, BenchError, Processes
 from bench.gateway_bench.kafka import count_records
 from bench.gateway_bench.report import evaluate, gateway_bare_ratios, print_report, write_results
-from bench.gateway_bench.scenarios import SCENARIO_NAMES, SCENARIOS, WRK_THREADS, Measurement, run_scenario
+from bench.gateway_bench.scenarios import (
+    SCENARIO_NAMES,
+    SCENARIOS,
+    WRK_THREADS,
+    Measurement,
+    Scenario,
+    SpoolResult,
+    run_scenario,
+    run_spool_scenario,
+)
 from bench.gateway_bench.servers import (
     TOPIC,
+    CuttableKafka,
     create_bench_pipeline,
     gateway_counts,
     gateway_env,
@@ -80,15 +90,17 @@ def parse_scenarios(text: str) -> list[str]:
 def connections_by_scenario(
     specs: Sequence[tuple[str | None, list[int]]], names: Sequence[str]
 ) -> dict[str, list[int]]:
-    """Each scenario's connection counts: its own ``NAME=`` spec, else the last plain one, else 10,50."""
-    default = DEFAULT_CONNECTIONS
+    """Each scenario's connection counts: its own ``NAME=`` spec, else the last plain one, else the
+    scenario's default (spool: 50), else 10,50."""
+    plain: list[int] | None = None
     own: dict[str, list[int]] = {}
     for name, values in specs:
         if name is None:
-            default = values
+            plain = values
         else:
             own[name] = values
-    return {name: own.get(name, default) for name in names}
+    defaults = {s.name: list(s.default_connections or DEFAULT_CONNECTIONS) for s in SCENARIOS}
+    return {name: own.get(name, plain or defaults.get(name, DEFAULT_CONNECTIONS)) for name in names}
 
 
 def parse_args(argv: Sequence[str] | None = None, *, description: str | None = None) -> argparse.Namespace:
@@ -190,7 +202,20 @@ def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
     )
 
     measurements: list[Measurement] = []
+    spool: SpoolResult | None = None
     for scenario in scenarios:
+        if scenario.cuts_kafka:
+            spool = measure_spool(
+                scenario,
+                connections[scenario.name],
+                args=args,
+                work=work,
+                processes=processes,
+                key=key,
+                pipeline_id=pipeline["pipeline_id"],
+            )
+            measurements.extend(run.measurement for run in spool.runs)
+            continue
         for count in connections[scenario.name]:
             for server in (bare, gateway):
                 measurement, ok, unanswered = run_scenario(
@@ -222,8 +247,11 @@ def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
     )
 
     ratios = gateway_bare_ratios(measurements, scenarios, connections)
-    partial = sum(m.partial for m in measurements if m.target == "gateway")
-    checks = evaluate(scenarios, measurements, kafka, answered_2xx, in_flight_bound, partial, targets=targets)
+    cut = {s.name for s in scenarios if s.cuts_kafka}  # reconciled on their own
+    partial = sum(m.partial for m in measurements if m.target == "gateway" and m.scenario not in cut)
+    checks = evaluate(
+        scenarios, measurements, kafka, answered_2xx, in_flight_bound, partial, targets=targets, spool=spool
+    )
     print_report(measurements, checks, ratios, scenarios, targets=targets)
 
     out = write_results(
@@ -254,9 +282,76 @@ def run(args: argparse.Namespace, work: Path, processes: Processes) -> int:
             "gateway_events_total": events_by_outcome,
         },
         checks=checks,
+        spool=spool,
     )
     print(f"\nresults: {out.relative_to(ROOT)}")
     return 0 if all(c.passed is not False or c.informational for c in checks) else 1
+
+
+def measure_spool(
+    scenario: Scenario,
+    counts: Sequence[int],
+    *,
+    args: argparse.Namespace,
+    work: Path,
+    processes: Processes,
+    key: str,
+    pipeline_id: str,
+) -> SpoolResult:
+    """The spool scenario on its own gateway (same database and pipeline, its own var dir and so its
+    own spool) whose only way to its own Tansu is a proxy the bench cuts: each connection count is a
+    cut, a measurement, a restore and a drain. Then that gateway stops (flushing its producer) and
+    its topic is counted against what it answered 2xx."""
+    kafka = CuttableKafka(log_dir=work, processes=processes)
+    var_dir = work / "spool-gateway"
+    var_dir.mkdir()
+    env = gateway_env(temp_dir=work, bootstrap=kafka.bootstrap, redis_url=args.redis, var_dir=var_dir)
+    gateway = start_daphne(
+        "gateway",
+        "signal_gateway.asgi:application",
+        env=env,
+        log_dir=work,
+        processes=processes,
+        workers=args.workers,
+        log_name="gateway-spool",
+    )
+    wait_ready(gateway)
+    answered_2xx = smoke_batch(gateway, key, message_id="bench-smoke-spool-1")
+    print(
+        f"spool: gateway {gateway.base_url} (pid {gateway.process.pid}), Kafka through a proxy at {kafka.bootstrap}",
+        file=sys.stderr,
+        flush=True,
+    )
+    runs = []
+    for count in counts:
+        run = run_spool_scenario(
+            scenario,
+            gateway,
+            count,
+            duration=args.duration,
+            warmup=args.warmup,
+            key=key,
+            pipeline_id=pipeline_id,
+            kafka=kafka,
+            broker_pid=kafka.broker.pid,
+        )
+        runs.append(run)
+        answered_2xx += run.ok_events
+    events_by_outcome = gateway_counts(gateway)
+    processes.stop(gateway.process)
+    records = count_records(kafka.bootstrap, TOPIC, pipeline_id=pipeline_id)
+    print(
+        f"spool kafka: {answered_2xx} events answered 2xx by the spool's gateway, {records['for_pipeline']} records "
+        f"read back; the gateway counted {events_by_outcome}",
+        file=sys.stderr,
+    )
+    return SpoolResult(
+        runs=runs,
+        answered_2xx=answered_2xx,
+        in_flight_bound=sum(run.unanswered_events for run in runs),
+        kafka=records,
+        gateway_events_total=events_by_outcome,
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, description: str | None = None) -> int:

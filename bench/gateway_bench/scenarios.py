@@ -1,6 +1,7 @@
 """The scenarios: one endpoint each with its wrk Lua script (``SCENARIOS``), and driving wrk:
 the warm-up and the measurement, wrk's output read into a ``Measurement``, the CPU each process
-spent meanwhile, and py-spy when profiling."""
+spent meanwhile, and py-spy when profiling. The spool scenario measures with the gateway's Kafka
+cut, then restores it and times the drain (``run_spool_scenario``)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from bench.gateway_bench.core import (
     children_cpu_seconds,
     cpu_seconds,
 )
-from bench.gateway_bench.servers import Server
+from bench.gateway_bench.kafka import Drain, watch_drain
+from bench.gateway_bench.servers import TOPIC, CuttableKafka, Server
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 WRK_THREADS = 1
@@ -37,12 +39,26 @@ class Scenario:
     path: str  # the URL's path given to wrk; the script may add a query string
     lua_script: Path
     records_per_request: int = 1  # Kafka records one 2xx answer stands for (a batch carries many)
+    against_bare: bool = True  # measured against the bare app too (the ratio)
+    cuts_kafka: bool = False  # measured while the gateway's Kafka is cut, then drained
+    default_connections: tuple[int, ...] | None = None  # when --connections does not say
 
 
 SCENARIOS = [
     Scenario("track", "/v1/t", BENCH_DIR / "post_event.lua"),
     Scenario("batch", "/v1/batch", BENCH_DIR / "post_batch.lua", records_per_request=100),
     Scenario("pixel", "/v1/pixel/track", BENCH_DIR / "get_pixel.lua"),
+    # Batches while the gateway's only way to Kafka is cut: what the spool takes in, then how fast it
+    # drains once Kafka is back. Its own gateway and Tansu (behind the proxy); no bare app to compare.
+    Scenario(
+        "spool",
+        "/v1/batch",
+        BENCH_DIR / "post_batch.lua",
+        records_per_request=100,
+        against_bare=False,
+        cuts_kafka=True,
+        default_connections=(50,),
+    ),
 ]
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
 
@@ -235,3 +251,124 @@ def run_scenario(
         flush=True,
     )
     return measurement, ok, unanswered
+
+
+# How long the topic may take to hold every event answered during the cut, after the restore.
+DRAIN_TIMEOUT_S = 300.0
+
+
+@dataclass
+class SpoolRun:
+    """One spool measurement: a warm-up with Kafka up, wrk with it cut, then the drain."""
+
+    connections: int
+    cut_seconds: float  # from the cut to the restore
+    measurement: Measurement  # wrk while Kafka was cut
+    drain: Drain
+    ok_events: int  # events answered 2xx, warm-up included (for the reconciliation)
+    unanswered_events: int  # events of requests wrk may have left unanswered (warm-up included)
+
+    @property
+    def non2xx_events(self) -> int:
+        return self.measurement.non2xx * self.measurement.records_per_request
+
+
+@dataclass
+class SpoolResult:
+    """The spool scenario's runs and its own gateway's reconciliation with its own topic."""
+
+    runs: list[SpoolRun]
+    answered_2xx: int  # events, the smoke batch included
+    in_flight_bound: int
+    kafka: dict[str, int]  # count_records of its topic, after its gateway stopped
+    gateway_events_total: dict[str, int]
+
+    @property
+    def non2xx_events(self) -> int:
+        return sum(run.non2xx_events for run in self.runs)
+
+
+def run_spool_scenario(
+    scenario: Scenario,
+    server: Server,
+    connections: int,
+    *,
+    duration: int,
+    warmup: int,
+    key: str,
+    pipeline_id: str,
+    kafka: CuttableKafka,
+    broker_pid: int | None,
+) -> SpoolRun:
+    """Warm up with Kafka reachable, cut it, measure ``duration`` seconds, restore it, and watch the
+    topic until it holds every event answered 2xx during the cut (the drain)."""
+    url = server.base_url + scenario.path
+    tag = f"{scenario.name}-{server.name[0]}{connections}"  # as run_scenario's: unique per measurement
+    common: dict[str, Any] = {"server_pid": server.process.pid, "broker_pid": broker_pid}
+    warm = measure(url, connections, warmup, scenario.lua_script, lua_args=[key, tag + "w"], **common)
+    kafka.cut()
+    cut_at = time.monotonic()
+    figures = measure(url, connections, duration, scenario.lua_script, lua_args=[key, tag], **common)
+    measurement = Measurement(
+        scenario=scenario.name,
+        target=server.name,
+        connections=connections,
+        records_per_request=scenario.records_per_request,
+        **figures,
+    )
+    kafka.restore()
+    restored_at = time.monotonic()
+    cut_seconds = restored_at - cut_at
+    expected = measurement.ok * scenario.records_per_request
+    print(
+        f"  {scenario.name:<6} {server.name:<8} c={connections:<3} {measurement.requests_per_s:>9.1f} req/s  "
+        f"{measurement.events_per_s:.0f} events/s answered 2xx with Kafka cut for {cut_seconds:.1f} s  "
+        f"p50 {measurement.p50_ms:.2f} ms  p99 {measurement.p99_ms:.2f} ms  non-2xx {measurement.non2xx} "
+        f"{measurement.statuses}; Kafka restored, draining",
+        file=sys.stderr,
+        flush=True,
+    )
+    cpu_before = cpu_seconds(server.process.pid)
+    drain = watch_drain(
+        kafka.bootstrap,
+        TOPIC,
+        pipeline_id=pipeline_id,
+        message_id_prefix=f"py-{tag}-".encode(),  # bench/post_batch.lua's ids: py-<tag>-<thread>-...
+        expected=expected,
+        restored_at=restored_at,
+        timeout=DRAIN_TIMEOUT_S,
+    )
+    watched = time.monotonic() - restored_at
+    drain.server_cpu_pct = 100 * (cpu_seconds(server.process.pid) - cpu_before) / watched if watched else 0.0
+    print(f"  {scenario.name:<6} drain: {describe_drain(drain)}", file=sys.stderr, flush=True)
+    ok = (warm["requests"] - warm["non2xx"]) + measurement.ok
+    unanswered = sum(connections + sum(run["socket_errors"].values()) for run in (warm, figures))
+    return SpoolRun(
+        connections=connections,
+        cut_seconds=cut_seconds,
+        measurement=measurement,
+        drain=drain,
+        ok_events=ok * scenario.records_per_request,
+        unanswered_events=unanswered * scenario.records_per_request,
+    )
+
+
+def describe_drain(drain: Drain) -> str:
+    if drain.expected == 0:
+        text = "nothing was answered 2xx while Kafka was cut, so nothing to drain"
+        if drain.arrived:
+            text += (
+                f"; {drain.arrived} events of requests answered otherwise reached the topic after the restore, "
+                f"the last {drain.seconds_to_last:.1f} s after it"
+            )
+        return text
+    if drain.events_per_s is not None and drain.seconds_to_all is not None:
+        return (
+            f"the topic held all {drain.expected} events answered 2xx {drain.seconds_to_all:.1f} s after Kafka "
+            f"came back: {drain.events_per_s:,.0f} events/s (gateway CPU {drain.server_cpu_pct:.0f}%; "
+            f"{drain.arrived} events of the cut read in all)"
+        )
+    return (
+        f"only {drain.arrived} of the {drain.expected} events answered 2xx reached the topic "
+        f"within {DRAIN_TIMEOUT_S:g} s of the restore"
+    )

@@ -1,5 +1,6 @@
 """The servers a run starts: Tansu, the gateway (one daphne process, or ``signal_gateway.serve
---workers N``) and the bare ASGI app, each on a free 127.0.0.1 port; the throwaway database with
+--workers N``) and the bare ASGI app, each on a free 127.0.0.1 port; a second Tansu behind a TCP
+proxy the bench can cut (``CuttableKafka``, for the spool scenario); the throwaway database with
 the bench pipeline; and the smoke requests that prove the gateway publishes before wrk is let loose."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import base64
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gateway_bench.core import HOST, ROOT, BenchError, Processes, free_port, http, log_tail
-from signal_gateway.devbroker import start_broker, wait_for_port
+from signal_gateway.devbroker import broker_binary, start_broker, wait_for_port
 
 # Both servers run as bin/docker-entrypoint runs the gateway: no per-request access log.
 DAPHNE_FLAGS = ("-v", "0")
@@ -51,12 +53,16 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
 
-def gateway_env(*, temp_dir: Path, bootstrap: str, redis_url: str | None) -> dict[str, str]:
+def gateway_env(
+    *, temp_dir: Path, bootstrap: str, redis_url: str | None, var_dir: Path | None = None
+) -> dict[str, str]:
+    """A gateway's environment: the run's SQLite database in ``temp_dir``; its own state (the spool)
+    in ``var_dir``, by default ``temp_dir`` too."""
     env = {k: v for k, v in os.environ.items() if k not in _INHERITED_SETTINGS}
     env.update(
         DJANGO_SETTINGS_MODULE="signal_gateway.settings",
         DATABASE_URL=f"sqlite:///{temp_dir / 'db.sqlite3'}",
-        GATEWAY_VAR_DIR=str(temp_dir),
+        GATEWAY_VAR_DIR=str(var_dir or temp_dir),
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         KAFKA_TOPIC=TOPIC,
         PYTHONUNBUFFERED="1",
@@ -71,6 +77,78 @@ def start_tansu(*, log_dir: Path, processes: Processes) -> tuple[subprocess.Pope
     port = free_port()
     broker = processes.add("tansu", start_broker(port, log_path=str(log_dir / "tansu.log")))
     return broker, f"{HOST}:{port}"
+
+
+class CuttableKafka:
+    """A Tansu of its own, reachable only through a TCP proxy the bench cuts and restores
+    (bench/gateway_bench/proxy.py, a process of its own). Tansu advertises the proxy's port, so every
+    client, the gateway's producer and the bench's consumers alike, goes through the proxy: one that
+    bootstrapped through it would otherwise be sent straight to the broker by its metadata."""
+
+    def __init__(self, *, log_dir: Path, processes: Processes) -> None:
+        broker_port, proxy_port = free_port(), free_port()
+        self.bootstrap = f"{HOST}:{proxy_port}"
+        with open(log_dir / "tansu-cuttable.log", "wb") as log:
+            self.broker = processes.add(
+                "tansu-cuttable",
+                subprocess.Popen(
+                    [
+                        broker_binary(),
+                        "broker",
+                        "--listener-url",
+                        f"tcp://{HOST}:{broker_port}",
+                        "--advertised-listener-url",
+                        f"tcp://{HOST}:{proxy_port}",
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                    start_new_session=True,
+                ),
+            )
+        try:
+            wait_for_port(broker_port)
+        except TimeoutError:
+            raise BenchError(f"the cuttable Tansu did not start:\n{log_tail(log_dir / 'tansu-cuttable.log')}") from None
+        self.proxy = processes.add(
+            "kafka-proxy",
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.gateway_bench.proxy", str(proxy_port), str(broker_port)],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+            ),
+        )
+        self._expect("ready")
+        self.is_cut = False
+
+    def cut(self) -> None:
+        """Every connection to Kafka is reset and new ones are refused, until ``restore()``."""
+        self._command("cut", "cut")
+        self.is_cut = True
+
+    def restore(self) -> None:
+        self._command("restore", "restored")
+        self.is_cut = False
+
+    def _command(self, command: str, answer: str) -> None:
+        assert self.proxy.stdin is not None
+        try:
+            self.proxy.stdin.write(command.encode() + b"\n")
+            self.proxy.stdin.flush()
+        except OSError as exc:
+            raise BenchError(f"the Kafka proxy is gone ({exc})") from None
+        self._expect(answer)
+
+    def _expect(self, answer: str, timeout: float = 10.0) -> None:
+        assert self.proxy.stdout is not None
+        ready, _, _ = select.select([self.proxy.stdout], [], [], timeout)
+        line = self.proxy.stdout.readline().decode().strip() if ready else "(nothing)"
+        if line != answer:
+            raise BenchError(f"the Kafka proxy answered {line!r}, not {answer!r} (exit code {self.proxy.poll()})")
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
@@ -91,10 +169,17 @@ def create_bench_pipeline(env: dict[str, str]) -> dict[str, Any]:
 
 
 def start_daphne(
-    name: str, app: str, *, env: dict[str, str], log_dir: Path, processes: Processes, workers: int = 1
+    name: str,
+    app: str,
+    *,
+    env: dict[str, str],
+    log_dir: Path,
+    processes: Processes,
+    workers: int = 1,
+    log_name: str | None = None,
 ) -> Server:
     port = free_port()
-    log_path = log_dir / f"{name}.log"
+    log_path = log_dir / f"{log_name or name}.log"
     command = [sys.executable, "-m", "daphne", *DAPHNE_FLAGS, "-b", HOST, "-p", str(port), app]
     if workers > 1:  # several daphne processes on the port, as signal_gateway.serve runs them
         command = [
@@ -157,15 +242,16 @@ def smoke_event(server: Server, key: str) -> None:
         raise BenchError(f"smoke event answered {status}: {body[:300]!r}\n{log_tail(server.log_path)}")
 
 
-def smoke_batch(server: Server, key: str) -> int:
-    """One batch of one event, keyed as Segment's server SDKs do; returns the events accepted (1)."""
+def smoke_batch(server: Server, key: str, *, message_id: str = "bench-smoke-batch-1") -> int:
+    """One batch of one event, keyed as Segment's server SDKs do; returns the events accepted (1).
+    Each gateway of a run needs its own ``message_id``: they share the pipeline, and so its dedup."""
     batch = {
         "batch": [
             {
                 "type": "track",
                 "event": "Bench Smoke",
                 "userId": "bench-smoke",
-                "messageId": "bench-smoke-batch-1",
+                "messageId": message_id,
                 "timestamp": "2024-05-01T12:00:00.000000+00:00",
                 "context": {"library": {"name": "analytics-python", "version": "2.3.2"}},
             }

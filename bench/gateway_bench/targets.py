@@ -7,7 +7,8 @@ scenario a set does not name is measured and printed, never judged.
 - ``issue8`` (issue 8, "Must show": figures no worse than before the one intake path): track at 50
   connections >= 50% of the bare app, batch >= 70,000 events/s.
 - ``issue9`` (issue 9, "Must show", with dedup and rate limits on at their defaults, so through
-  Redis): track >= 45% of the bare app, batch >= 60,000 events/s.
+  Redis): track >= 45% of the bare app, batch >= 60,000 events/s, and with Kafka cut the spool
+  takes in >= 20,000 events/s through /v1/batch; the drain rate once Kafka is back is printed.
 
 Both keep the older target of a p99 under 25 ms for track at 10 connections.
 """
@@ -61,8 +62,11 @@ TARGET_SETS = {
             "track": ScenarioTargets(min_ratio=0.45, max_p99_ms=25.0),
             "batch": ScenarioTargets(min_events_per_s=60_000),
             "pixel": ScenarioTargets(min_ratio=0.45, ratio_informational=True),
+            # Events answered 2xx per second through /v1/batch while the gateway's Kafka is cut: the
+            # spool's intake. The drain rate once Kafka is back is printed, not judged.
+            "spool": ScenarioTargets(min_events_per_s=20_000),
         },
-        ("track", "batch", "pixel"),
+        ("track", "batch", "pixel", "spool"),
         needs_redis=True,
     ),
 }

@@ -28,14 +28,23 @@ def _headers(msg: Message) -> dict[str, bytes]:
 
 
 def count_records(
-    bootstrap: str, topic: str, *, pipeline_id: str, timeout: float = 120.0, idle: float = 2.0
+    bootstrap: str,
+    topic: str,
+    *,
+    pipeline_id: str,
+    timeout: float = 120.0,
+    idle: float = 2.0,
+    message_id_prefix: bytes | None = None,
 ) -> dict[str, int]:
     """The bench pipeline's records in the topic, read back by assignment from the beginning (a group
     join takes ~20 s on Tansu), and how many distinct message ids they carry.
 
     The watermarks are reported too, but not trusted: Tansu 0.6 (memory storage) answers a high
     watermark short of the records it serves, so reading stops only after every partition reached its
-    end and ``idle`` seconds passed with nothing new (the gateway is stopped by then)."""
+    end and ``idle`` seconds passed with nothing new (the gateway is stopped by then).
+
+    With ``message_id_prefix``, it also counts the distinct message ids that start with it
+    (``with_prefix``): one run's events, told apart from the smoke requests and warm-ups."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer(
@@ -82,12 +91,15 @@ def count_records(
                 if headers.get("pipeline_id") == wanted:
                     for_pipeline += 1
                     message_ids.add(headers.get("message_id", b""))
-        return {
+        counts = {
             "read": read,
             "for_pipeline": for_pipeline,
             "distinct_message_ids": len(message_ids),
             "by_watermarks": by_watermarks,
         }
+        if message_id_prefix is not None:
+            counts["with_prefix"] = sum(1 for m in message_ids if m.startswith(message_id_prefix))
+        return counts
     finally:
         consumer.close()
 

@@ -15,6 +15,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_gateway.settings")
 django_app = get_asgi_application()  # sets Django up before anything imports models
 
+from pipelines.checks import refuse_to_start_with_bad_settings  # noqa: E402
+
+refuse_to_start_with_bad_settings()  # a bad ENCRYPTION_KEY would otherwise turn every request into a 500
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pipelines.checks import secret_settings_errors
 from pipelines.services import ConfigError
 
 
@@ -23,6 +24,13 @@ class ConfigCommand(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        # A bad ENCRYPTION_KEY is one line naming the variable, not Django's block of check output.
+        errors = secret_settings_errors()
+        if errors:
+            raise CommandError("; ".join(f"{error.msg} ({error.id})" for error in errors))
+        super().check(*args, **kwargs)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "pipelines",
     "ingestion",
 ]
@@ -45,7 +47,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login throttling (django-axes). Failed logins are counted per client address (as
+# signal_gateway.login_throttle resolves it, trusting X-Forwarded-For only from TRUSTED_PROXIES) in
+# the database, so every gateway process shares the count with or without Redis. Past the limit
+# that address gets 429 for the cool-off, whatever username it tries; a success resets its count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("ADMIN_LOGIN_COOLOFF_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no start-up banner on every command's stderr; lockouts are still logged
+AXES_CLIENT_IP_CALLABLE = "signal_gateway.login_throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "signal_gateway.login_throttle.throttled_response"
 
 ROOT_URLCONF = "signal_gateway.urls"
 ASGI_APPLICATION = "signal_gateway.asgi.application"
@@ -158,6 +178,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"one_line_warning": {"()": "signal_gateway.log_filters.OneLineWarning"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Anyone can send a malformed Host; Django logs each at ERROR with a traceback. It is the
+        # client's mistake, answered 400: one line at WARNING says all there is to say.
+        "django.security.DisallowedHost": {"filters": ["one_line_warning"]},
+    },
 }

@@ -70,6 +70,8 @@ class PipelineSnapshot:
     cookie_domain: str
     signing_secrets: tuple[bytes, ...]
     webhook_sources: Mapping[str, WebhookSource]
+    consent_required: bool = False  # missing consent counts as denied
+    ip_mode: str = "full"  # full | truncate | drop (Pipeline.IpMode)
 
 
 def snapshot_from_record(record: Mapping[str, Any]) -> PipelineSnapshot:
@@ -103,6 +105,9 @@ def snapshot_from_record(record: Mapping[str, Any]) -> PipelineSnapshot:
         cookie_domain=record["cookie_domain"],
         signing_secrets=tuple(secrets),
         webhook_sources=MappingProxyType(hooks),
+        # A record cached in Redis by an older version has neither: the defaults are the old behaviour.
+        consent_required=bool(record.get("consent_required", False)),
+        ip_mode=str(record.get("ip_mode", "full")),
     )
 
 

@@ -24,6 +24,11 @@ class Pipeline(models.Model):
         APP = "app", "app"
         SERVER = "server", "server"
 
+    class IpMode(models.TextChoices):
+        FULL = "full", "full: keep the address"
+        TRUNCATE = "truncate", "truncate: IPv4 /24, IPv6 /48"
+        DROP = "drop", "drop: leave context.ip out"
+
     id = models.CharField(primary_key=True, max_length=40, default=tokens.new_pipeline_id, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200, unique=True)
@@ -34,6 +39,16 @@ class Pipeline(models.Model):
     )
     dedup_enabled = models.BooleanField(default=True, help_text="Drop a messageId seen in the last 24 hours.")
     cookie_domain = models.CharField(max_length=253, blank=True, help_text="Overrides COOKIE_DOMAIN for this pipeline.")
+    consent_required = models.BooleanField(
+        default=False,
+        help_text="Treat missing consent as denied: only the strictly necessary cookie until the page sends consent.",
+    )
+    ip_mode = models.CharField(
+        max_length=10,
+        choices=IpMode.choices,
+        default=IpMode.FULL,
+        help_text="What happens to the client's IP address before the event is published.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

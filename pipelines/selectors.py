@@ -45,6 +45,8 @@ def _record(pipeline: Pipeline) -> dict[str, Any]:
         "rate_limit_rps": pipeline.rate_limit_rps,
         "dedup_enabled": pipeline.dedup_enabled,
         "cookie_domain": pipeline.cookie_domain,
+        "consent_required": pipeline.consent_required,
+        "ip_mode": pipeline.ip_mode,
         "signing_secrets": list(
             pipeline.signing_secrets.filter(status=Status.ACTIVE)
             .order_by("-created_at")
@@ -73,9 +75,12 @@ def pipelines_overview() -> list[dict[str, Any]]:
                 "enabled": p.enabled,
                 "rate_limit_rps": p.rate_limit_rps,
                 "dedup_enabled": p.dedup_enabled,
+                "consent_required": p.consent_required,
+                "ip_mode": p.ip_mode,
                 "origins": [o.origin for o in p.origins.all()],
                 "active_keys": [k.key for k in p.keys.all() if k.status == Status.ACTIVE],
                 "active_signing_secrets": sum(1 for s in p.signing_secrets.all() if s.status == Status.ACTIVE),
+                "active_signing_secret_hints": [s.hint for s in p.signing_secrets.all() if s.status == Status.ACTIVE],
                 "webhook_sources": [s.id for s in p.sources.all() if s.kind == Source.Kind.WEBHOOK],
             }
         )

@@ -33,7 +33,14 @@ MAX_ACTIVE_SIGNING_SECRETS = 2
 
 
 class ConfigError(Exception):
-    """A configuration change was refused; the message says why in one line."""
+    """A configuration change was refused; the message says why in one line.
+
+    ``field`` names the setting at fault when there is one, for a form to show the error beside it.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,24 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def pipeline_validate(
+    *,
+    name: str,
+    pipeline_type: str = Pipeline.Type.WEB,
+    rate_limit_rps: int = 1000,
+    ip_mode: str = Pipeline.IpMode.FULL,
+) -> None:
+    """The rules a pipeline's settings must meet, wherever they are entered (raises ConfigError)."""
+    if not name.strip():
+        raise ConfigError("a pipeline needs a name", field="name")
+    if rate_limit_rps < 1:
+        raise ConfigError("rate limit must be at least 1 event/s", field="rate_limit_rps")
+    if pipeline_type not in Pipeline.Type.values:
+        raise ConfigError(f"type must be one of {', '.join(Pipeline.Type.values)}", field="type")
+    if ip_mode not in Pipeline.IpMode.values:
+        raise ConfigError(f"IP mode must be one of {', '.join(Pipeline.IpMode.values)}", field="ip_mode")
+
+
 @transaction.atomic
 def pipeline_create(
     *,
@@ -65,29 +90,43 @@ def pipeline_create(
     rate_limit_rps: int = 1000,
     dedup_enabled: bool = True,
     cookie_domain: str = "",
+    consent_required: bool = False,
+    ip_mode: str = Pipeline.IpMode.FULL,
+    enabled: bool = True,
 ) -> PipelineCreated:
+    """A pipeline with its origins, first key and first signing secret (the admin's add form and
+    ``create_pipeline`` both come here)."""
+    pipeline_validate(name=name, pipeline_type=pipeline_type, rate_limit_rps=rate_limit_rps, ip_mode=ip_mode)
     name = name.strip()
-    if not name:
-        raise ConfigError("a pipeline needs a name")
-    if rate_limit_rps < 1:
-        raise ConfigError("rate limit must be at least 1 event/s")
-    if pipeline_type not in Pipeline.Type.values:
-        raise ConfigError(f"type must be one of {', '.join(Pipeline.Type.values)}")
     try:
-        clean_origins = sorted({normalize_origin(o) for o in origins})
+        clean_origins = sorted({normalize_origin(o) for o in origins if o.strip()})
     except ValidationError as exc:
-        raise ConfigError(_validation_message(exc)) from exc
+        raise ConfigError(_validation_message(exc), field="origins") from exc
     pipeline = Pipeline.objects.create(
         name=name,
         slug=_unique_slug(name),
         type=pipeline_type,
+        enabled=enabled,
         rate_limit_rps=rate_limit_rps,
         dedup_enabled=dedup_enabled,
         cookie_domain=cookie_domain.strip(),
+        consent_required=consent_required,
+        ip_mode=ip_mode,
     )
     AllowedOrigin.objects.bulk_create([AllowedOrigin(pipeline=pipeline, origin=o) for o in clean_origins])
     key, secret = pipeline_provision(pipeline=pipeline)
     return PipelineCreated(pipeline=pipeline, pipeline_key=key.key, signing_secret=secret)
+
+
+def pipeline_get(*, ref: str) -> Pipeline:
+    """A pipeline by its id (``pip_…``) or by any of its keys (``dk_…``, active or revoked)."""
+    ref = ref.strip()
+    if ref.startswith("dk_"):
+        return _key_by_value(ref).pipeline
+    try:
+        return Pipeline.objects.get(pk=ref)
+    except Pipeline.DoesNotExist:
+        raise ConfigError(f"no pipeline {ref}") from None
 
 
 @transaction.atomic
@@ -149,6 +188,26 @@ def secret_rotate(*, pipeline: Pipeline) -> tuple[SigningSecret, str]:
     return created, plaintext
 
 
+@transaction.atomic
+def secret_revoke_one(*, pipeline: Pipeline, hint: str = "", secret_id: int | None = None) -> SigningSecret:
+    """Revoke one of the pipeline's active signing secrets, named by its hint (last four
+    characters) or its id; the others stay active."""
+    if bool(hint) == (secret_id is not None):
+        raise ConfigError("name the secret by its hint or by its id, not both")
+    candidates = pipeline.signing_secrets.select_for_update().filter(status=Status.ACTIVE)
+    if secret_id is not None:
+        candidates = candidates.filter(pk=secret_id)
+    else:
+        candidates = candidates.filter(hint=hint.removeprefix("sk_…"))
+    found = list(candidates)
+    label = f"hint {hint}" if hint else f"id {secret_id}"
+    if not found:
+        raise ConfigError(f"pipeline {pipeline.id} has no active signing secret with {label}")
+    if len(found) > 1:
+        raise ConfigError(f"{len(found)} active signing secrets have {label}; name one by its id")
+    return secret_revoke(secret=found[0])
+
+
 def secret_revoke(*, secret: SigningSecret) -> SigningSecret:
     secret.status = Status.REVOKED
     secret.revoked_at = timezone.now()
@@ -178,8 +237,26 @@ def origin_remove(*, pipeline: Pipeline, origin: str) -> None:
 
 
 def pipeline_set_enabled(*, pipeline: Pipeline, enabled: bool) -> Pipeline:
-    pipeline.enabled = enabled
-    pipeline.save(update_fields=["enabled", "updated_at"])
+    """A disabled pipeline's keys are refused; setting the state it already has changes nothing."""
+    if pipeline.enabled != enabled:
+        pipeline.enabled = enabled
+        pipeline.save(update_fields=["enabled", "updated_at"])
+    return pipeline
+
+
+def pipeline_set_privacy(
+    *, pipeline: Pipeline, consent_required: bool | None = None, ip_mode: str | None = None
+) -> Pipeline:
+    """Consent-required and IP mode; None leaves a setting as it is."""
+    if consent_required is None and ip_mode is None:
+        raise ConfigError("nothing to change: give consent-required or an IP mode")
+    if ip_mode is not None and ip_mode not in Pipeline.IpMode.values:
+        raise ConfigError(f"IP mode must be one of {', '.join(Pipeline.IpMode.values)}", field="ip_mode")
+    if consent_required is not None:
+        pipeline.consent_required = consent_required
+    if ip_mode is not None:
+        pipeline.ip_mode = ip_mode
+    pipeline.save(update_fields=["consent_required", "ip_mode", "updated_at"])
     return pipeline
 
 

@@ -1,4 +1,5 @@
-"""Shared output for the configuration commands: one JSON object with --json, lines otherwise."""
+"""What every configuration command shares: one JSON object with --json (lines otherwise), bad
+arguments and refusals as one line on stderr with nothing changed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pipelines import services
 from pipelines.checks import secret_settings_errors
+from pipelines.models import Pipeline
 from pipelines.services import ConfigError
 
 
@@ -21,6 +24,10 @@ class ConfigCommand(BaseCommand):
 
         parser.error = one_line_error  # type: ignore[method-assign]
         return parser
+
+    @property
+    def command_name(self) -> str:
+        return type(self).__module__.rsplit(".", 1)[-1]
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -45,3 +52,14 @@ class ConfigCommand(BaseCommand):
 
     def run(self, **options: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def add_pipeline_argument(parser: Any) -> None:
+    """``--pipeline pip_…`` or ``--pipeline-key dk_…``, exactly one."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--pipeline", help="the pipeline's id (pip_…)")
+    group.add_argument("--pipeline-key", help="any of the pipeline's keys (dk_…)")
+
+
+def pipeline_from(options: dict[str, Any]) -> Pipeline:
+    return services.pipeline_get(ref=options["pipeline"] or options["pipeline_key"])

@@ -1,11 +1,12 @@
 """The admin: the same service functions as the management commands, behind forms and actions.
 
 Secrets made here (a new pipeline's signing secret, a rotated one) are shown once in the answer
-to the POST that made them.
+to the POST that made them, and the audit trail is read-only.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -16,11 +17,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
 
 from pipelines import services
 from pipelines.live import live_events_view
 from pipelines.models import (
     AllowedOrigin,
+    AuditEntry,
     Pipeline,
     PipelineKey,
     SigningSecret,
@@ -298,3 +301,35 @@ class SourceAdmin(admin.ModelAdmin):
     search_fields = ("id", "name", "pipeline__name")
     readonly_fields = ("id", "created_at")
     inlines = [WebhookSecretInline]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: entries are written by pipelines.audit and never changed or deleted here."""
+
+    list_display = ("at", "actor", "action", "object_type", "object_repr", "pipeline_id")
+    list_filter = ("action", "object_type")
+    search_fields = ("actor", "object_id", "object_repr", "pipeline_id")
+    date_hierarchy = "at"
+    fields = ("at", "actor", "action", "object_type", "object_id", "object_repr", "pipeline_id", "changes_table")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="changes (before → after)")
+    def changes_table(self, entry: AuditEntry) -> str:
+        return format_html(
+            "<table><tr><th>field</th><th>before</th><th>after</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((field, json.dumps(before), json.dumps(after)) for field, (before, after) in entry.changes.items()),
+            ),
+        )

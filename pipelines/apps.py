@@ -8,6 +8,7 @@ class PipelinesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from pipelines import checks, signals  # noqa: F401
+        from pipelines import audit, checks, signals  # noqa: F401
 
         signals.connect()
+        audit.connect()

@@ -181,3 +181,40 @@ def validate_webhook_secret(*, scheme: str, secret: str) -> None:
     problem = secret_problem(scheme, secret)
     if problem:
         raise ValidationError(problem)
+
+
+class AuditEntry(models.Model):
+    """One configuration change: who, what, to which object, the fields before and after, and when.
+
+    Written by pipelines.audit from model signals, so the admin, its actions, commands and a shell
+    are all recorded. Secret fields appear only as "[redacted]". Entries are never edited.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create", "create"
+        UPDATE = "update", "update"
+        DELETE = "delete", "delete"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    actor = models.CharField(
+        max_length=200, editable=False, help_text="admin:<user>, command:<name> (<OS user>) or shell:<OS user>"
+    )
+    action = models.CharField(max_length=10, choices=Action.choices, editable=False)
+    object_type = models.CharField(max_length=40, editable=False)
+    object_id = models.CharField(max_length=80, editable=False)
+    object_repr = models.CharField(max_length=300, editable=False)
+    pipeline_id = models.CharField(max_length=40, blank=True, db_index=True, editable=False)
+    # {"field": [before, after]}: only the fields that changed; None stands for "did not exist".
+    changes = models.JSONField(default=dict, editable=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if self.pk is not None:
+            raise ValueError("audit entries are never changed")
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_type} {self.object_id}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.models import Pipeline, PipelineKey, Source, Status
+from pipelines.models import AuditEntry, Pipeline, PipelineKey, Source, Status
 
 
 def pipeline_record(token: str) -> dict[str, Any] | None:
@@ -85,3 +85,23 @@ def pipelines_overview() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def audit_entries(*, limit: int = 100, pipeline_id: str = "") -> list[dict[str, Any]]:
+    """The newest audit entries first, as plain records (``at`` in ISO 8601, UTC)."""
+    entries = AuditEntry.objects.all()
+    if pipeline_id:
+        entries = entries.filter(pipeline_id=pipeline_id)
+    return [
+        {
+            "at": entry.at.isoformat(),
+            "actor": entry.actor,
+            "action": entry.action,
+            "object_type": entry.object_type,
+            "object_id": entry.object_id,
+            "object": entry.object_repr,
+            "pipeline_id": entry.pipeline_id,
+            "changes": entry.changes,
+        }
+        for entry in entries[:limit]
+    ]

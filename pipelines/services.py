@@ -113,7 +113,9 @@ def pipeline_create(
         consent_required=consent_required,
         ip_mode=ip_mode,
     )
-    AllowedOrigin.objects.bulk_create([AllowedOrigin(pipeline=pipeline, origin=o) for o in clean_origins])
+    # One create() each, not bulk_create(): the audit trail is written by model signals.
+    for origin in clean_origins:
+        AllowedOrigin.objects.create(pipeline=pipeline, origin=origin)
     key, secret = pipeline_provision(pipeline=pipeline)
     return PipelineCreated(pipeline=pipeline, pipeline_key=key.key, signing_secret=secret)
 

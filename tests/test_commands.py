@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.models import (
     AllowedOrigin,
+    AuditEntry,
     Pipeline,
     PipelineKey,
     SigningSecret,
@@ -162,7 +163,7 @@ def test_bad_arguments_exit_non_zero_with_one_line_and_change_nothing(manage, ar
     assert [model.objects.count() for model in CONFIGURATION_MODELS] == before
 
 
-CONFIGURATION_MODELS = (Pipeline, PipelineKey, SigningSecret, AllowedOrigin, Source)
+CONFIGURATION_MODELS = (Pipeline, PipelineKey, SigningSecret, AllowedOrigin, Source, AuditEntry)
 
 
 def assert_refused_with_one_line(result: subprocess.CompletedProcess[str]) -> None:

@@ -1,5 +1,5 @@
 """What every configuration command shares: one JSON object with --json (lines otherwise), bad
-arguments and refusals as one line on stderr with nothing changed."""
+arguments and refusals as one line on stderr with nothing changed, and the audit trail's actor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipelines import services
+from pipelines import audit, services
 from pipelines.checks import secret_settings_errors
 from pipelines.models import Pipeline
 from pipelines.services import ConfigError
@@ -38,6 +38,10 @@ class ConfigCommand(BaseCommand):
         if errors:
             raise CommandError("; ".join(f"{error.msg} ({error.id})" for error in errors))
         super().check(*args, **kwargs)
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        with audit.acting_as(audit.command_actor(self.command_name)):
+            return super().execute(*args, **options)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

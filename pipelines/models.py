@@ -197,7 +197,7 @@ class AuditEntry(models.Model):
 
     at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
     actor = models.CharField(
-        max_length=200, editable=False, help_text="admin:<user>, command:<name> (<OS user>) or shell:<OS user>"
+        max_length=200, editable=False, help_text="admin:USERNAME, command:NAME (OS user) or shell:OS_USER"
     )
     action = models.CharField(max_length=10, choices=Action.choices, editable=False)
     object_type = models.CharField(max_length=40, editable=False)

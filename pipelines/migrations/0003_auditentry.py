@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('actor', models.CharField(editable=False, help_text='admin:<user>, command:<name> (<OS user>) or shell:<OS user>', max_length=200)),
+                ('actor', models.CharField(editable=False, help_text='admin:USERNAME, command:NAME (OS user) or shell:OS_USER', max_length=200)),
                 ('action', models.CharField(choices=[('create', 'create'), ('update', 'update'), ('delete', 'delete')], editable=False, max_length=10)),
                 ('object_type', models.CharField(editable=False, max_length=40)),
                 ('object_id', models.CharField(editable=False, max_length=80)),

@@ -8,20 +8,30 @@ leave an idle set to a single worker, as each wake-up goes to whoever waits firs
 Redis, so a change reaches all of them. SIGTERM or SIGINT is passed to every worker; when one worker
 exits on its own, the others are stopped and the exit code is passed on, for the supervisor
 (compose, systemd, Kubernetes) to restart the whole set.
+
+Metrics: the workers share a ``PROMETHEUS_MULTIPROC_DIR`` (ingestion/metrics.py), so a scrape that
+reaches any one of them returns the sum over all. It is the operator's directory when that variable
+is set, else a new temporary one removed on exit; either way it is emptied at start, so a restart
+never brings back the counts of processes that are gone, and each worker that exits is marked dead
+(its gauges leave the sums at once; its counters keep counting, as Prometheus expects of a counter).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 
 APPLICATION = "signal_gateway.asgi:application"
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def listen(bind: str, port: int) -> socket.socket:
@@ -35,7 +45,18 @@ def listen(bind: str, port: int) -> socket.socket:
     return sock
 
 
-def start_worker(sock: socket.socket, access_log: bool) -> subprocess.Popen[bytes]:
+def metrics_dir() -> tuple[str, bool]:
+    """The workers' shared metrics directory, empty, and whether it is ours to remove on exit."""
+    given = os.environ.get(METRICS_DIR_VARIABLE, "").strip()
+    if not given:
+        return tempfile.mkdtemp(prefix="signal-gateway-metrics-"), True
+    os.makedirs(given, exist_ok=True)
+    for path in glob.glob(os.path.join(given, "*.db")):
+        os.remove(path)
+    return given, False
+
+
+def start_worker(sock: socket.socket, access_log: bool, metrics_path: str) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -46,12 +67,21 @@ def start_worker(sock: socket.socket, access_log: bool) -> subprocess.Popen[byte
         str(sock.fileno()),
         APPLICATION,
     ]
-    return subprocess.Popen(command, pass_fds=(sock.fileno(),))
+    env = {**os.environ, METRICS_DIR_VARIABLE: metrics_path}
+    return subprocess.Popen(command, pass_fds=(sock.fileno(),), env=env)
 
 
-def supervise(procs: list[subprocess.Popen[bytes]]) -> int:
+def worker_exited(pid: int, metrics_path: str) -> None:
+    """A worker is gone: its live gauges (queue depth, readiness, spool) leave the merged values."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, metrics_path)
+
+
+def supervise(procs: list[subprocess.Popen[bytes]], metrics_path: str) -> int:
     stopping = False
     failure: int | None = None
+    exited: set[int] = set()
 
     def forward(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -64,6 +94,10 @@ def supervise(procs: list[subprocess.Popen[bytes]]) -> int:
     signal.signal(signal.SIGINT, forward)
     while True:
         codes = [proc.poll() for proc in procs]
+        for proc, code in zip(procs, codes, strict=True):
+            if code is not None and proc.pid not in exited:
+                exited.add(proc.pid)
+                worker_exited(proc.pid, metrics_path)
         if all(code is not None for code in codes):
             return failure if failure is not None else 0
         if not stopping and any(code is not None for code in codes):
@@ -82,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    sockets = [listen(args.bind, args.port) for _ in range(args.workers)]
-    procs = [start_worker(sock, args.access_log) for sock in sockets]
-    for sock in sockets:
-        sock.close()  # each worker holds its own now
-    return supervise(procs)
+    metrics_path, ours = metrics_dir()
+    try:
+        sockets = [listen(args.bind, args.port) for _ in range(args.workers)]
+        procs = [start_worker(sock, args.access_log, metrics_path) for sock in sockets]
+        for sock in sockets:
+            sock.close()  # each worker holds its own now
+        return supervise(procs, metrics_path)
+    finally:
+        if ours:
+            shutil.rmtree(metrics_path, ignore_errors=True)
 
 
 if __name__ == "__main__":

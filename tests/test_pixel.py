@@ -19,6 +19,7 @@ from tests.fixtures.gateway import Gateway
 from tests.fixtures.http import Response, cookie_header, request
 from tests.fixtures.kafka import read_records, the_record
 from tests.fixtures.payloads import returning_visitor
+from tests.fixtures.scrape import scrape
 
 GIF_LENGTH = 43
 NO_CACHE = {
@@ -55,16 +56,9 @@ def only_record_is(kafka_bootstrap: str, kafka_topic: str, created: PipelineCrea
 
 def pixel_drops(gateway: Gateway) -> dict[str, int]:
     """gateway_pixel_dropped_total by reason, as Prometheus would scrape it."""
-    response = request("GET", gateway.url + "/metrics")
-    assert response.status == 200
-    drops: dict[str, int] = {}
-    for line in response.body.decode().splitlines():
-        match = re.fullmatch(r"gateway_pixel_dropped_total\{(.*)\} (\d+)", line)
-        if match:
-            reason = re.search(r'reason="([^"]*)"', match[1])
-            assert reason, line
-            drops[reason[1]] = drops.get(reason[1], 0) + int(match[2])
-    return drops
+    return {
+        reason: int(n) for reason, n in scrape(gateway.url).by_label("gateway_pixel_dropped_total", "reason").items()
+    }
 
 
 # -- every type answers the GIF and publishes ------------------------------------------------------------

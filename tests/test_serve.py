@@ -2,51 +2,32 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from signal_gateway.devbroker import wait_for_port
-from tests.fixtures.http import post, request
-from tests.fixtures.net import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from pipelines.services import PipelineCreated
+from tests.fixtures.http import post
+from tests.fixtures.serve import start_serve
 
 
 def test_two_workers_share_one_port_and_stop_together_on_sigterm(
-    pipeline,
-    gateway_env: dict[str, str],
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    pipeline: PipelineCreated, gateway_env: dict[str, str], tmp_path: Path
 ) -> None:
-    port = free_port()
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "signal_gateway.serve", "--workers", "2", "--bind", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **gateway_env},
-        stdout=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    # Given serve running two workers on one port
+    serve = start_serve(gateway_env, tmp_path, tmp_path / "metrics", workers=2)
     try:
-        wait_for_port(port, timeout=30)
-        url = f"http://127.0.0.1:{port}"
+        pids = serve.worker_pids()
 
-        statuses = [post(url + "/v1/t", {"event": "Spread"}, key=pipeline.pipeline_key).status for _ in range(20)]
-        pids = set()
-        for _ in range(60):
-            pids.update(re.findall(r'pid="(\d+)"', request("GET", url + "/metrics").body.decode()))
-            if len(pids) == 2:
-                break
-        serve.send_signal(signal.SIGTERM)
-        code = serve.wait(30)
-
-        assert statuses == [200] * 20
-        assert len(pids) == 2, (tmp_path / "serve.log").read_text()
-        assert code == 0
-        for pid in pids:
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        # When 40 clients each send an event on a connection of their own, then SIGTERM arrives
+        statuses = [post(serve.url + "/v1/t", {"event": "Spread"}, key=pipeline.pipeline_key).status for _ in range(40)]
+        handled = serve.counts_by_worker("gateway_events_total", source="browser", outcome="accepted")
+        code = serve.stop()
     finally:
-        if serve.poll() is None:
-            serve.kill()
+        serve.stop()
+
+    # Then every event was taken, the kernel gave both workers some, and both stopped cleanly
+    assert statuses == [200] * 40
+    assert len(pids) == 2
+    assert set(handled) == pids and all(n > 0 for n in handled.values()), handled
+    assert code == 0, serve.log()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -1,0 +1,166 @@
+"""/metrics under ``signal_gateway.serve --workers 2``: one scrape answers for every worker, the
+shared metrics directory is emptied at start and cleaned after a dead worker; and the metric text
+parses as Prometheus reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from ingestion import metrics, monitor
+from pipelines.services import PipelineCreated
+from tests.fixtures.http import post
+from tests.fixtures.scrape import scrape
+from tests.fixtures.serve import start_serve
+
+EVENTS = 40
+
+
+def send_events(url: str, key: str, n: int) -> list[int]:
+    """``n`` track calls, each on a connection of its own (the kernel spreads connections, not requests)."""
+    return [post(url + "/v1/t", {"event": "Counted", "properties": {"i": i}}, key=key).status for i in range(n)]
+
+
+def test_one_scrape_returns_the_sum_over_both_workers(
+    pipeline: PipelineCreated, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given two workers on one port
+    serve = start_serve(gateway_env, tmp_path, tmp_path / "metrics", workers=2)
+    try:
+        # When 40 events arrive spread over both, and Prometheus scrapes the port four times
+        statuses = send_events(serve.url, pipeline.pipeline_key, EVENTS)
+        per_worker = serve.counts_by_worker("gateway_events_total", source="browser", outcome="accepted")
+        scrapes = [scrape(serve.url) for _ in range(4)]
+    finally:
+        serve.stop()
+
+    # Then each worker took some, and every scrape, whichever worker answers it, says 40
+    assert statuses == [200] * EVENTS
+    assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
+    for result in scrapes:
+        assert result.value("gateway_events_total", source="browser", outcome="accepted") == EVENTS
+        assert result.value("gateway_workers") == 2
+
+
+def test_restarting_serve_does_not_bring_back_the_old_counts(
+    pipeline: PipelineCreated, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given serve counted some events in its metrics directory, then stopped
+    metrics_dir = tmp_path / "metrics"
+    first = start_serve(gateway_env, tmp_path, metrics_dir, workers=2)
+    try:
+        assert send_events(first.url, pipeline.pipeline_key, 5) == [200] * 5
+        before = scrape(first.url).value("gateway_events_total", source="browser", outcome="accepted")
+        old_pids = first.worker_pids()
+    finally:
+        first.stop()
+
+    # When serve starts again on the same directory (new pids) and takes two more events
+    second = start_serve(gateway_env, tmp_path, metrics_dir, workers=2)
+    try:
+        assert send_events(second.url, pipeline.pipeline_key, 2) == [200] * 2
+        after = scrape(second.url)
+        new_pids = second.worker_pids()
+        leftover = sorted(p.name for p in metrics_dir.glob("*.db") if int(p.stem.rsplit("_", 1)[1]) in old_pids)
+    finally:
+        second.stop()
+
+    # Then the scrape counts only the new process set's events; the old files are gone
+    assert before == 5
+    assert len(old_pids) == 2 and len(new_pids) == 2 and not old_pids & new_pids
+    assert after.value("gateway_events_total", source="browser", outcome="accepted") == 2
+    assert after.value("gateway_workers") == 2
+    assert leftover == []
+
+
+def test_a_worker_killed_with_sigkill_leaves_the_live_gauges_and_stops_the_set(
+    pipeline: PipelineCreated, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given two workers that have each written their gauges
+    serve = start_serve(gateway_env, tmp_path, tmp_path / "metrics", workers=2)
+    try:
+        assert send_events(serve.url, pipeline.pipeline_key, 4) == [200] * 4
+        victim, survivor = sorted(serve.worker_pids())
+
+        # When one worker is killed outright (no chance to clean up after itself)
+        os.kill(victim, signal.SIGKILL)
+        code = serve.process.wait(30)
+    finally:
+        serve.stop()
+
+    # Then serve stops the set and fails (the supervisor restarts it whole), and it has marked
+    # every worker dead: no live gauge file is left, while the counters keep what was counted
+    assert code != 0
+    assert sorted(p.name for p in serve.metrics_dir.glob("gauge_live*.db")) == []
+    counted = serve.counts_by_worker("gateway_events_total", source="browser", outcome="accepted")
+    assert set(counted) == {victim, survivor} and sum(counted.values()) == 4
+
+
+def test_the_metric_text_parses_and_names_every_documented_metric(gateway) -> None:  # type: ignore[no-untyped-def]
+    # Given a single daphne gateway (no serve.py: the plain in-process registry)
+    # When Prometheus scrapes it
+    result = scrape(gateway.url)
+
+    # Then every metric the README lists is declared with its type, and the unlabelled ones have a value
+    expected = {
+        "gateway_requests": "counter",
+        "gateway_request_duration_seconds": "histogram",
+        "gateway_events": "counter",
+        "gateway_errors": "counter",
+        "gateway_pixel_dropped": "counter",
+        "gateway_kafka_ack_seconds": "histogram",
+        "gateway_kafka_queue_depth": "gauge",
+        "gateway_keystore_lookups": "counter",
+        "gateway_spool_depth_events": "gauge",
+        "gateway_spool_bytes": "gauge",
+        "gateway_spool_oldest_age_seconds": "gauge",
+        "gateway_rate_limited": "counter",
+        "gateway_deduplicated": "counter",
+        "gateway_dedup_bypassed": "counter",
+        "gateway_rejected_published": "counter",
+        "gateway_rejected_publish_failed": "counter",
+        "gateway_event_loop_lag_seconds": "gauge",
+        "gateway_ready": "gauge",
+        "gateway_workers": "gauge",
+        "gateway_resident_memory_bytes": "gauge",
+    }
+    assert {name: result.types.get(name) for name in expected} == expected
+    assert result.value("gateway_workers") == 1
+    assert result.value("gateway_kafka_ack_seconds_count") is not None
+    assert result.value("gateway_rate_limited_total") is not None
+
+
+def test_endpoint_labels_are_route_templates_not_paths() -> None:
+    # Given Django routes as the handler resolves them, and a path that matched none
+    routes = ["v1/t", "v1/pixel/<event_type>", "v1/projects/<str:write_key>/settings", "metrics", None]
+
+    # When each becomes an endpoint label
+    labels = [metrics.endpoint_from_route(route) for route in routes]
+
+    # Then they are templates: a pixel type or a key in the path never becomes a label value
+    assert labels == ["/v1/t", "/v1/pixel/{event_type}", "/v1/projects/{write_key}/settings", "/metrics", "other"]
+
+
+def test_the_event_loop_lag_gauge_sees_a_blocked_loop() -> None:
+    # Given the monitor sampling every 50 ms on this process's event loop
+    async def ready() -> None:
+        pass
+
+    async def scenario() -> float | None:
+        task = asyncio.get_running_loop().create_task(
+            monitor.run(queue_depth=lambda: 0, check_ready=ready, interval=0.05, ready_every=3600)
+        )
+        await asyncio.sleep(0.2)
+        # When something blocks the loop for 300 ms
+        time.sleep(0.3)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        return metrics.REGISTRY.get_sample_value("gateway_event_loop_lag_seconds")
+
+    lag = asyncio.run(scenario())
+
+    # Then the gauge reports the delay (the worst of its recent samples)
+    assert lag is not None and 0.25 <= lag < 2.0, lag

@@ -147,7 +147,7 @@ def _key_by_value(key: str) -> PipelineKey:
     try:
         return PipelineKey.objects.select_related("pipeline").get(key=key)
     except PipelineKey.DoesNotExist:
-        raise ConfigError(f"no pipeline key {key}") from None
+        raise ConfigError(f"no pipeline key {tokens.redact(key)}") from None
 
 
 @transaction.atomic
@@ -155,7 +155,7 @@ def key_rotate(*, key: str) -> PipelineKey:
     """A new key beside the old one, which stays active until it is revoked."""
     old = _key_by_value(key)
     if old.status != Status.ACTIVE:
-        raise ConfigError(f"{key} is revoked; rotate from an active key")
+        raise ConfigError(f"{tokens.redact(key)} is revoked; rotate from an active key")
     return key_create(pipeline=old.pipeline)
 
 
@@ -163,7 +163,7 @@ def key_rotate(*, key: str) -> PipelineKey:
 def key_revoke(*, key: str) -> PipelineKey:
     found = _key_by_value(key)
     if found.status == Status.REVOKED:
-        raise ConfigError(f"{key} is already revoked")
+        raise ConfigError(f"{tokens.redact(key)} is already revoked")
     found.status = Status.REVOKED
     found.revoked_at = timezone.now()
     found.save(update_fields=["status", "revoked_at"])

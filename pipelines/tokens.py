@@ -32,6 +32,13 @@ def new_source_id(kind: str) -> str:
     return _token("wh_" if kind == "webhook" else "src_", 12)
 
 
+def redact(token: str) -> str:
+    """A key as an error message or a log line may show it: its prefix and four characters, enough
+    to tell keys apart, far too few to use one (``dk_AbCd…``)."""
+    prefix, sep, rest = token.partition("_")
+    return f"{prefix}_{rest[:4]}…" if sep and len(prefix) <= 4 else f"{token[:4]}…"
+
+
 def looks_like_lookup_token(token: str) -> bool:
     """Cheap shape check so garbage never reaches Redis or the database."""
     return bool(PIPELINE_KEY_RE.match(token) or WEBHOOK_SOURCE_RE.match(token))

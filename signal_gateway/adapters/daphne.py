@@ -6,11 +6,13 @@ What this relies on, checked by tests/test_adapters.py against the pinned daphne
 - ``WebRequest`` is a Twisted ``Request`` whose ``__init__`` takes ``parsePOSTFormSubmission``;
 - ``WebRequest.finish`` ends a request, ``self.server.connections`` maps each request to a dict with
   its ``application_instance`` (an asyncio future), and daphne's once-a-second
-  ``application_checker`` removes finished ones.
+  ``application_checker`` removes finished ones;
+- ``daphne.access.AccessLogGenerator.__call__(protocol, action, details)`` writes each access line.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
@@ -30,6 +32,8 @@ def tune_requests() -> None:
     same daphne); harmless when daphne is not serving.
     """
     from daphne import http_protocol
+
+    log_access_lines_without_query()
 
     if getattr(http_protocol.WebRequest, "parses_forms", True) is False:
         return
@@ -57,3 +61,35 @@ def tune_requests() -> None:
                 self.server.connections.pop(self, None)
 
     http_protocol.WebRequest = WebRequest  # HTTPFactory.buildProtocol looks the name up per connection
+
+
+def log_access_lines_without_query() -> None:
+    """daphne's access log (``daphne -v 1``, ``ACCESS_LOG=1``) writes each request's whole URI to
+    stdout, and a query string carries pixel keys (``wk``), webhook source ids and pixel properties
+    (often an email address). Its lines go through the ``daphne.access`` logger instead, as JSON
+    like every other line, with the path and without the query. Patched on the class because
+    daphne's CLI builds its instance after loading the application."""
+    from daphne import access
+
+    if getattr(access.AccessLogGenerator, "logs_without_query", False):
+        return
+    access_logger = logging.getLogger("daphne.access")
+
+    def log_action(self: Any, protocol: str, action: str, details: dict[str, Any]) -> None:
+        path = str(details.get("path", ""))
+        fields = {
+            "protocol": protocol,
+            "action": action,
+            "method": details.get("method"),
+            "path": path.split("?", 1)[0],
+            "status": details.get("status"),
+            "size": details.get("size"),
+            "client": details.get("client"),
+        }
+        if details.get("time_taken") is not None:
+            fields["duration_ms"] = round(details["time_taken"] * 1000, 3)
+        verb = fields["method"] if protocol == "http" else f"WS{action.upper()}"
+        access_logger.info("%s %s %s", verb, fields["path"], fields["status"] or "-", extra=fields)
+
+    access.AccessLogGenerator.__call__ = log_action
+    access.AccessLogGenerator.logs_without_query = True

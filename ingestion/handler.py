@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 import logging
+from time import perf_counter
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
-from ingestion import answers
+from ingestion import answers, metrics, request_ids
 from ingestion.api import body_limit
 from ingestion.errors import ApiError, InternalError, MethodNotAllowed, NotFound
 from ingestion.lifecycle import InFlight
@@ -25,6 +26,8 @@ from signal_gateway.adapters.django import DeferredResponse
 logger = logging.getLogger(__name__)
 
 MAX_CACHED_PATHS = 256
+# What gateway_requests_total counts for a client that hung up before its answer (nginx's code).
+CLIENT_CLOSED = 499
 # The body as sent may be a little over the input's limit (the exact limit applies after decompression).
 _SLACK = 4096
 
@@ -52,7 +55,7 @@ async def _read_body(receive: Any, limit: int, too_large: type[ApiError]) -> byt
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_response(response: HttpResponse, send: Any) -> None:
+async def send_response(response: HttpResponse, send: Any, request_id: str) -> None:
     parts = response.deferred_parts() if isinstance(response, DeferredResponse) else None
     if parts is not None:  # never used as a Django response: its own parts are the whole answer
         body, content_type = parts
@@ -63,6 +66,7 @@ async def send_response(response: HttpResponse, send: Any) -> None:
         for cookie in response.cookies.values():
             headers.append((b"Set-Cookie", cookie.output(header="").strip().encode("ascii")))
     headers.extend(getattr(response, "raw_headers", ()))
+    headers.append((b"X-Request-ID", request_id.encode("ascii")))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -71,29 +75,36 @@ class IngestionHandler:
     def __init__(self, urlconf: str = "ingestion.urls") -> None:
         self.resolver = get_resolver(urlconf)
         # Resolving walks every pattern; the ingestion paths are few, so remember them (bounded,
-        # since /v1/pixel/{type} matches any type a client makes up).
-        self._matches: dict[str, ResolverMatch] = {}
+        # since /v1/pixel/{type} matches any type a client makes up), with their metrics label: the
+        # route template, so a pixel type or a key in a path never becomes a label value.
+        self._matches: dict[str, tuple[ResolverMatch, str]] = {}
 
-    def _resolve(self, path: str) -> ResolverMatch:
-        match = self._matches.get(path)
-        if match is None:
+    def _resolve(self, path: str) -> tuple[ResolverMatch, str]:
+        found = self._matches.get(path)
+        if found is None:
             match = self.resolver.resolve(path)
+            found = (match, metrics.endpoint_from_route(match.route))
             if len(self._matches) < MAX_CACHED_PATHS:
-                self._matches[path] = match
-        return match
+                self._matches[path] = found
+        return found
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         InFlight.count += 1
+        started = perf_counter()
+        request_id = request_ids.begin(scope)  # before anything else: a 404 or a 413 has one too
         try:
-            await self._handle(scope, receive, send)
+            endpoint, status = await self._handle(scope, receive, send, request_id)
+            metrics.request_finished(endpoint, status, perf_counter() - started)
         finally:
             InFlight.count -= 1
 
-    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, request_id: str) -> tuple[str, int]:
+        """Answer the request; returns its endpoint label and status, for the request metrics."""
         path = scope["path"]
+        endpoint = "other"
         try:
             try:
-                match = self._resolve(path)
+                match, endpoint = self._resolve(path)
             except Resolver404:
                 raise NotFound(f"no endpoint at {path}") from None
             limit, too_large = body_limit(path)
@@ -106,10 +117,11 @@ class IngestionHandler:
                 # ninja answers a wrong method in text/html; every error leaves in the one JSON shape.
                 raise MethodNotAllowed(f"{request.method} is not allowed on {path}", allow=response["Allow"])
         except _Disconnected:
-            return
+            return endpoint, CLIENT_CLOSED
         except ApiError as error:
             response = answers.refusal(error)
         except Exception:
-            logger.exception("unhandled error on %s", path)
+            logger.exception("unhandled error on %s", endpoint)  # the route, not the path: it may hold a key
             response = answers.refusal(InternalError("an internal error occurred; the event was not accepted"))
-        await send_response(response, send)
+        await send_response(response, send, request_id)
+        return endpoint, response.status_code

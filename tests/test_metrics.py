@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ingestion import metrics, monitor
 from pipelines.services import PipelineCreated
-from tests.fixtures.http import post
+from tests.fixtures.http import post, request
 from tests.fixtures.scrape import scrape
 from tests.fixtures.serve import start_serve
 
@@ -164,3 +164,33 @@ def test_the_event_loop_lag_gauge_sees_a_blocked_loop() -> None:
 
     # Then the gauge reports the delay (the worst of its recent samples)
     assert lag is not None and 0.25 <= lag < 2.0, lag
+
+
+def test_request_latency_is_a_histogram_per_route_template_summed_over_workers(
+    pipeline: PipelineCreated, gateway_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given two workers on one port
+    serve = start_serve(gateway_env, tmp_path, tmp_path / "metrics", workers=2)
+    try:
+        # When 12 track calls and 6 pixels of made-up types arrive, and Prometheus scrapes once
+        statuses = send_events(serve.url, pipeline.pipeline_key, 12)
+        pixels = [request("GET", f"{serve.url}/v1/pixel/type-{i}?wk={pipeline.pipeline_key}").status for i in range(6)]
+        result = scrape(serve.url)
+    finally:
+        serve.stop()
+
+    # Then requests are counted by route template and status, never by raw path
+    assert statuses == [200] * 12 and pixels == [200] * 6
+    assert result.value("gateway_requests_total", endpoint="/v1/t", status="200") == 12
+    assert result.value("gateway_requests_total", endpoint="/v1/pixel/{event_type}", status="200") == 6
+    assert not [pairs for name, pairs in result.samples if "type-" in str(pairs)]
+    # ...and the latency histogram has cumulative buckets from 1 ms to 5 s, a sum and a count
+    buckets = {
+        dict(pairs)["le"]: value
+        for (name, pairs), value in result.samples.items()
+        if name == "gateway_request_duration_seconds_bucket" and dict(pairs)["endpoint"] == "/v1/t"
+    }
+    assert list(buckets) == [*(str(b) for b in metrics.LATENCY_BUCKETS), "+Inf"]
+    assert list(buckets.values()) == sorted(buckets.values()) and buckets["+Inf"] == 12
+    assert result.value("gateway_request_duration_seconds_count", endpoint="/v1/t") == 12
+    assert 0 < (result.value("gateway_request_duration_seconds_sum", endpoint="/v1/t") or 0) < 12 * 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import re
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 
 from ingestion import request_ids
+from tests.fixtures.gateway import Gateway
+from tests.fixtures.http import post, request
 
 MINTED = re.compile(r"[0-9a-f]{32}")
 
@@ -117,3 +120,38 @@ def test_each_log_record_carries_the_id_of_its_own_request_only() -> None:
     # Then each request's record has its own id, and the other record none
     assert [getattr(r, "request_id", None) for r in records] == [*ids, None]
     assert ids[0] != ids[1]
+
+
+# -- end to end: a real gateway echoes the id and logs with it ----------------------------------------
+
+
+def test_the_gateway_echoes_a_trusted_proxys_request_id_and_logs_the_request_with_it(gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    # Given a gateway behind a proxy on loopback
+    gateway = gateway_factory(TRUSTED_PROXIES="127.0.0.1/32")
+    url = f"{gateway.url}/v1/pixel/track?wk=dk_{'x' * 32}&e=Open"
+
+    # When the proxy passes on its id for a pixel the gateway drops (an unknown key)
+    response = request("GET", url, headers={"X-Request-ID": "edge-4f1c2a.7"})
+    gateway.stop()
+
+    # Then the answer carries the id, and so does the log line about that request
+    assert response.status == 200 and response.header("X-Request-ID") == "edge-4f1c2a.7"
+    lines = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
+    dropped = [line for line in lines if line["message"].startswith("pixel dropped")]
+    assert [line.get("request_id") for line in dropped] == ["edge-4f1c2a.7"]
+
+
+def test_every_answer_carries_a_minted_request_id_when_no_proxy_is_trusted(gateway: Gateway) -> None:
+    # Given the shared gateway (no TRUSTED_PROXIES)
+    # When a client sends its own id, to an endpoint, to an unknown path and with a bad key
+    answers = [
+        request("GET", gateway.url + "/healthz", headers={"X-Request-ID": "client-chosen"}),
+        request("GET", gateway.url + "/v1/nowhere", headers={"X-Request-ID": "client-chosen"}),
+        post(gateway.url + "/v1/t", {"event": "E"}, key="dk_" + "y" * 32),
+    ]
+
+    # Then each answer has an id of the gateway's own, different each time
+    ids = [answer.header("X-Request-ID") for answer in answers]
+    assert [answer.status for answer in answers] == [200, 404, 401]
+    assert all(one is not None and MINTED.fullmatch(one) for one in ids), ids
+    assert len(set(ids)) == 3

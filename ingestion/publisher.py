@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ingestion import metrics
 from ingestion.errors import Unavailable
 from ingestion.records import Record
 
@@ -99,11 +100,14 @@ class Publisher:
 
         A timer fails the future, rather than asyncio.wait_for, which wraps it in a second future
         and callbacks on every request."""
-        timer = asyncio.get_running_loop().call_later(self.ack_timeout, self._expire, acknowledged)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timer = loop.call_later(self.ack_timeout, self._expire, acknowledged)
         try:
             await acknowledged
         finally:
             timer.cancel()
+        metrics.kafka_acked(loop.time() - started)
 
     def _expire(self, acknowledged: asyncio.Future[None]) -> None:
         if not acknowledged.done():
@@ -128,7 +132,8 @@ class Publisher:
         """Create the topic (ours unless ``topic`` names another) if it is missing; False (and a
         log line) when Kafka cannot say."""
         topic = topic or self.topic
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # librdkafka writes its own lines to stderr unless given a logger: JSON logs only.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap}, logger=logging.getLogger("librdkafka"))
         try:
             metadata = admin.list_topics(timeout=timeout)
             if topic in metadata.topics and not metadata.topics[topic].error:
@@ -145,6 +150,11 @@ class Publisher:
         except Exception as exc:
             logger.warning("could not ensure topic %s: %s", topic, exc)
             return False
+
+    def queue_depth(self) -> int:
+        """Messages and requests waiting in librdkafka's local queue (``len(producer)``), for
+        gateway_kafka_queue_depth; sampled by ingestion.monitor."""
+        return len(self._producer)
 
     def check(self, timeout: float = 1.0) -> None:
         """Raise if no broker answers a metadata request (blocking; call off the loop)."""

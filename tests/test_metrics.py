@@ -194,3 +194,6 @@ def test_request_latency_is_a_histogram_per_route_template_summed_over_workers(
     assert list(buckets.values()) == sorted(buckets.values()) and buckets["+Inf"] == 12
     assert result.value("gateway_request_duration_seconds_count", endpoint="/v1/t") == 12
     assert 0 < (result.value("gateway_request_duration_seconds_sum", endpoint="/v1/t") or 0) < 12 * 5
+    # ...and each published track waited once for Kafka's acknowledgement (the pixels were dropped)
+    assert result.value("gateway_kafka_ack_seconds_count") == 12
+    assert result.value("gateway_kafka_ack_seconds_bucket", le="+Inf") == 12

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import HttpResponse
 
+from ingestion import metrics
 from ingestion.answers import json_response
 from ingestion.lifecycle import InFlight
 from ingestion.publisher import get_publisher
@@ -53,6 +54,7 @@ async def _status(check: Callable[[], Awaitable[object]]) -> dict[str, str]:
 
 async def readiness() -> HttpResponse:
     if InFlight.draining:
+        metrics.ready(False)
         return json_response({"status": "draining"}, status=503)
     names = ("database", "redis", "kafka")
     results = await asyncio.gather(
@@ -60,4 +62,5 @@ async def readiness() -> HttpResponse:
     )
     checks = dict(zip(names, results, strict=True))
     ready = all(c["status"] != "down" for c in checks.values())
+    metrics.ready(ready)  # gateway_ready: also refreshed every 15 s by ingestion.monitor
     return json_response({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

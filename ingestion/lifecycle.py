@@ -15,7 +15,9 @@ import time
 
 from django.conf import settings
 
+from ingestion import metrics
 from ingestion.publisher import get_publisher
+from pipelines import keystore
 from signal_gateway.adapters import twisted
 
 logger = logging.getLogger(__name__)
@@ -34,12 +36,21 @@ def start() -> None:
     if _started:
         return
     _started = True
+    keystore.count_lookup = metrics.keystore_lookup
     if not _ensure_topics():
         # Kafka may come up after us; keep trying in the background (readyz reports it meanwhile).
         threading.Thread(target=_ensure_topics_until_done, name="ensure-topic", daemon=True).start()
     atexit.register(stop)
     if twisted.serving():
         twisted.on_sigterm(_on_sigterm)
+        # A timed call runs inside daphne's asyncio loop, where the monitor's task belongs.
+        twisted.reactor().callLater(0, _start_monitor)
+
+
+def _start_monitor() -> None:
+    from ingestion import health, monitor  # health imports this module
+
+    monitor.start(queue_depth=get_publisher().queue_depth, check_ready=health.readiness)
 
 
 def _on_sigterm() -> None:
@@ -50,6 +61,7 @@ def _drain(deadline: float) -> None:
     reactor = twisted.reactor()
     if not InFlight.draining:
         InFlight.draining = True
+        metrics.ready(False)
         logger.info("SIGTERM: draining %d request(s) in flight", InFlight.count)
     if InFlight.count == 0 or time.monotonic() >= deadline:
         if InFlight.count:

@@ -118,6 +118,15 @@ class _Entry:
     refreshing: bool = False
 
 
+def _not_counted(tier: str, result: str) -> None:
+    return None
+
+
+# Counts each lookup by tier (memory, redis, database) and result (hit, miss, unknown, error):
+# ingestion.lifecycle sets it to metrics.keystore_lookup, so pipelines/ imports nothing of ingestion/.
+count_lookup: Callable[[str, str], None] = _not_counted
+
+
 def _load_record_from_db(token: str) -> dict[str, Any] | None:
     # No request signals run on this path, so drop a connection the server closed ourselves.
     close_old_connections()
@@ -156,13 +165,16 @@ class KeyStore:
         entry = self._entries.get(token)
         if entry is not None:
             if self._clock() < entry.fresh_until:
+                count_lookup("memory", "hit" if entry.snapshot is not None else "unknown")
                 return entry.snapshot
             if entry.snapshot is not None:
                 # Serve what we know; a revoke still lands within the freshness window plus one load.
                 if not entry.refreshing:
                     entry.refreshing = True
                     self._spawn(self._refresh(token))
+                count_lookup("memory", "hit")
                 return entry.snapshot
+        count_lookup("memory", "miss")
         return await self._load_once(token)
 
     # -- loading ------------------------------------------------------------------------------
@@ -193,8 +205,10 @@ class KeyStore:
             try:
                 record = await sync_to_async(_load_record_from_db)(token)
             except DatabaseError as exc:
+                count_lookup("database", "error")
                 logger.warning("database unavailable for key lookup: %s", exc)
                 raise KeyStoreUnavailable("configuration database unavailable") from exc
+            count_lookup("database", "hit" if record is not None else "unknown")
             if record is None and not redis_ok:
                 # Redis, the tier that carries revocations and new keys, cannot confirm: say so
                 # rather than turn away a key we cannot check (a 401 would make SDKs drop events).
@@ -241,8 +255,10 @@ class KeyStore:
         try:
             generation, raw = await client.mget(GENERATION_KEY, RECORD_PREFIX + token)
         except (aioredis.RedisError, OSError) as exc:
+            count_lookup("redis", "error")
             self._redis_failed(exc)
             return False, "0", None
+        count_lookup("redis", "hit" if raw else "miss")
         gen = (generation.decode() if isinstance(generation, bytes) else generation) if generation else "0"
         return True, gen, (json.loads(raw) if raw else None)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import logging
 import os
 import shutil
 import signal

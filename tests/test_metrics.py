@@ -197,3 +197,50 @@ def test_request_latency_is_a_histogram_per_route_template_summed_over_workers(
     # ...and each published track waited once for Kafka's acknowledgement (the pixels were dropped)
     assert result.value("gateway_kafka_ack_seconds_count") == 12
     assert result.value("gateway_kafka_ack_seconds_bucket", le="+Inf") == 12
+
+
+def test_key_store_lookups_are_counted_by_tier_and_result(gateway, make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # Given a key this gateway has never looked up, and one that does not exist
+    created = make_pipeline()
+    unknown = "dk_" + "u" * 32
+    before = scrape(gateway.url)
+
+    # When each is used twice
+    statuses = [post(gateway.url + "/v1/t", {"event": "K"}, key=k).status for k in (created.pipeline_key,) * 2]
+    statuses += [post(gateway.url + "/v1/t", {"event": "K"}, key=k).status for k in (unknown,) * 2]
+    after = scrape(gateway.url)
+
+    # Then the first use of each went memory -> Redis -> PostgreSQL, the second stayed in memory
+    def delta(tier: str, result: str) -> float:
+        name = "gateway_keystore_lookups_total"
+        return after.total(name, tier=tier, result=result) - before.total(name, tier=tier, result=result)
+
+    assert statuses == [200, 200, 401, 401]
+    assert {
+        (tier, result): delta(tier, result)
+        for tier in metrics.KEYSTORE_TIERS
+        for result in metrics.KEYSTORE_RESULTS
+        if delta(tier, result)
+    } == {
+        ("memory", "miss"): 2,
+        ("redis", "miss"): 2,
+        ("database", "hit"): 1,
+        ("database", "unknown"): 1,
+        ("memory", "hit"): 1,
+        ("memory", "unknown"): 1,
+    }
+
+
+def test_the_monitor_reports_readiness_loop_lag_queue_depth_and_memory(gateway) -> None:  # type: ignore[no-untyped-def]
+    # Given a gateway that has been up for a moment (its monitor samples every 0.5 s)
+    time.sleep(1.5)
+
+    # When Prometheus scrapes it
+    result = scrape(gateway.url)
+
+    # Then it is ready, its loop is not lagging, nothing waits in its Kafka queue, and it uses memory
+    assert result.value("gateway_ready") == 1
+    lag = result.value("gateway_event_loop_lag_seconds")
+    assert lag is not None and 0 <= lag < 1.0
+    assert result.value("gateway_kafka_queue_depth") == 0
+    assert (result.value("gateway_resident_memory_bytes") or 0) > 20 * 1024 * 1024

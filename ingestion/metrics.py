@@ -131,11 +131,15 @@ REJECTED_PUBLISHED = Counter(
     "Refused events published to the rejected-events topic.",
     registry=REGISTRY,
 )
-REJECTED_PUBLISH_FAILED = Counter(
-    "gateway_rejected_publish_failed_total",
-    "Refused events that could not be published to the rejected-events topic (best effort).",
+REJECTED_DROPPED = Counter(
+    "gateway_rejected_dropped_total",
+    "Refused events not published to the rejected-events topic (best effort), by reason: backlog, queue_full, undelivered.",
+    ["reason"],
     registry=REGISTRY,
 )
+REJECTED_DROP_REASONS = ("backlog", "queue_full", "undelivered")
+for _reason in REJECTED_DROP_REASONS:  # a drop that never happened reads 0, not "no data"
+    REJECTED_DROPPED.labels(_reason)
 EVENT_LOOP_LAG = Gauge(
     "gateway_event_loop_lag_seconds",
     "How late the event loop ran a timer, the worst of the last ~10 s, the largest over live workers.",
@@ -245,9 +249,14 @@ def dedup_bypassed(n: int = 1) -> None:
     DEDUP_BYPASSED.inc(n)
 
 
-def rejected_published(ok: bool = True) -> None:
-    """A refused event went to the rejected-events topic (or could not)."""
-    (REJECTED_PUBLISHED if ok else REJECTED_PUBLISH_FAILED).inc()
+def rejected_published() -> None:
+    """A refused event was acknowledged on the rejected-events topic."""
+    REJECTED_PUBLISHED.inc()
+
+
+def rejected_dropped(reason: str) -> None:
+    """A refused event could not go to the rejected-events topic (``REJECTED_DROP_REASONS``)."""
+    REJECTED_DROPPED.labels(reason).inc()
 
 
 def spool_state(*, depth: int, size_bytes: int, oldest_age_seconds: float) -> None:

@@ -69,12 +69,6 @@ class _Budget:
 
 _budget = _Budget(MAX_PENDING_BYTES)
 
-# Every series exists from the start (a drop that never happened reads 0, not "no data"); the
-# delivery callback then only updates series that exist, from librdkafka's poll thread.
-metrics.inc("gateway_rejected_published_total", 0)
-for _reason in ("backlog", "queue_full", "undelivered"):
-    metrics.inc("gateway_rejected_dropped_total", 0, reason=_reason)
-
 
 def report(
     *,
@@ -102,7 +96,7 @@ def report(
         )
         size = len(record.value)
         if not _budget.reserve(size):
-            metrics.inc("gateway_rejected_dropped_total", reason="backlog")
+            metrics.rejected_dropped("backlog")
             return
         try:
             get_publisher().produce_nowait(
@@ -110,7 +104,7 @@ def report(
             )
         except (BufferError, KafkaException):
             _budget.release(size)
-            metrics.inc("gateway_rejected_dropped_total", reason="queue_full")
+            metrics.rejected_dropped("queue_full")
     except Exception:  # best effort: a refusal's answer must go out whatever happens here
         logger.exception("could not queue a rejected-events record for %s", pipeline_id)
 
@@ -149,6 +143,6 @@ def _delivered(budget: _Budget, size: int, err: KafkaError | None, _msg: Any) ->
     """librdkafka's delivery report (poll thread): the record is acknowledged, or given up on."""
     budget.release(size)
     if err is None:
-        metrics.inc("gateway_rejected_published_total")
+        metrics.rejected_published()
     else:
-        metrics.inc("gateway_rejected_dropped_total", reason="undelivered")
+        metrics.rejected_dropped("undelivered")

@@ -4,6 +4,7 @@ traceback at ERROR."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -130,7 +131,8 @@ def test_a_malformed_host_is_one_warning_line_not_a_traceback(gateway: Gateway) 
         time.sleep(0.05)
     time.sleep(0.2)
     new = gateway.log()[offset:]
-    lines = [line for line in new.splitlines() if "bad_host!name" in line]
+    lines = [json.loads(line) for line in new.splitlines() if "bad_host!name" in line]
     assert len(lines) == 1, new
-    assert " WARNING django.security.DisallowedHost " in lines[0]
-    assert "Traceback" not in new and " ERROR " not in new
+    assert (lines[0]["level"], lines[0]["logger"]) == ("WARNING", "django.security.DisallowedHost")
+    assert "exc_info" not in lines[0]
+    assert "Traceback" not in new and '"level": "ERROR"' not in new and '"level":"ERROR"' not in new

@@ -121,7 +121,7 @@ def test_the_metric_text_parses_and_names_every_documented_metric(gateway) -> No
         "gateway_deduplicated": "counter",
         "gateway_dedup_bypassed": "counter",
         "gateway_rejected_published": "counter",
-        "gateway_rejected_publish_failed": "counter",
+        "gateway_rejected_dropped": "counter",
         "gateway_event_loop_lag_seconds": "gauge",
         "gateway_ready": "gauge",
         "gateway_workers": "gauge",

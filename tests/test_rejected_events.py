@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from ingestion import metrics, rejected
 from ingestion import publisher as publisher_module
@@ -35,12 +36,12 @@ def publisher_at() -> Iterator[Callable[[str], Publisher]]:
 
 
 def counter(name: str, **labels: str) -> int:
-    """This process's value of a counter, as /metrics shows it."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    prefix = f"{name}{{{wanted},pid=" if wanted else f"{name}{{pid="
-    for line in metrics.render().splitlines():
-        if line.startswith(prefix):
-            return int(line.rsplit(" ", 1)[1])
+    """This process's value of a counter, as a scrape of /metrics shows it."""
+    wanted = tuple(sorted(labels.items()))
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == name and tuple(sorted(sample.labels.items())) == wanted:
+                return int(sample.value)
     raise AssertionError(f"{name} {labels} is not in /metrics")
 
 

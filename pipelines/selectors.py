@@ -56,6 +56,15 @@ def _record(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
+def valid_tokens() -> set[str]:
+    """Every token ``pipeline_record`` answers for: active keys and enabled webhook sources.
+
+    One query. The key store holds this set to refuse an unknown token without asking anyone."""
+    keys = PipelineKey.objects.filter(status=Status.ACTIVE).values_list("key", flat=True)
+    sources = Source.objects.filter(kind=Source.Kind.WEBHOOK, enabled=True).values_list("id", flat=True)
+    return set(keys.union(sources, all=True))
+
+
 def pipeline_tokens(pipeline_id: str) -> list[str]:
     """Every token that resolves (or once resolved) to the pipeline: all its keys and webhook sources."""
     keys = PipelineKey.objects.filter(pipeline_id=pipeline_id).values_list("key", flat=True)

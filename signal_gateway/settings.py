@@ -97,7 +97,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A dead database must fail a lookup quickly, not hang a request for the OS default.
+    # A dead database must fail a lookup quickly, not hang a request for the OS default. libpq
+    # counts the whole connection set-up, so a server that accepts and never answers is bounded
+    # too; a stalled query has no libpq timeout: pipelines.dbcalls bounds those.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 2
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -147,6 +149,12 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 # With Redis, changes arrive by pub/sub at once, so the TTL only covers missed messages.
 KEYSTORE_FRESH_SECONDS = env_float("KEYSTORE_FRESH_SECONDS", 60.0 if REDIS_URL else 2.0)
 KEYSTORE_NEGATIVE_SECONDS = env_float("KEYSTORE_NEGATIVE_SECONDS", 30.0)
+# At most this many answers are cached per process (least recently used go first). Unknown tokens
+# are refused from the set of valid tokens, which is not counted here: it holds every valid token.
+KEYSTORE_MAX_ENTRIES = env_int("KEYSTORE_MAX_ENTRIES", 10_000)
+# Threads (each with its own database connection) for the key store's lookups, so one stalled query
+# does not hold up the others.
+KEYSTORE_DB_THREADS = env_int("KEYSTORE_DB_THREADS", 4)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -79,8 +79,8 @@ def test_a_rotated_key_works_beside_the_old_one_until_it_is_revoked(
     assert track(gateway, new.key).status == 200
 
 
-def test_with_redis_unreachable_known_keys_work_and_unseen_keys_get_503(
-    pipeline: services.PipelineCreated,
+def test_with_redis_unreachable_known_and_never_seen_valid_keys_work_and_unknown_keys_get_401(
+    make_pipeline: Callable[..., services.PipelineCreated],
     gateway_factory: Callable[..., Gateway],
     tcp_proxy: Callable[[int], TcpProxy],
 ) -> None:
@@ -88,20 +88,22 @@ def test_with_redis_unreachable_known_keys_work_and_unseen_keys_get_503(
     proxy = tcp_proxy(redis_port)
     db = settings.REDIS_URL.rsplit("/", 1)[1]
     cut_off = gateway_factory(REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{db}")
-    assert track(cut_off, pipeline.pipeline_key).status == 200
+    known_key, never_seen_key = make_pipeline().pipeline_key, make_pipeline().pipeline_key
+    assert track(cut_off, known_key).status == 200
 
     proxy.cut()
-    known = [track(cut_off, pipeline.pipeline_key) for _ in range(3)]
-    unseen = track(cut_off, "dk_" + secrets.token_urlsafe(24))
+    known = [track(cut_off, known_key) for _ in range(3)]
+    never_seen = track(cut_off, never_seen_key)
+    unknown = track(cut_off, "dk_" + secrets.token_urlsafe(24))
 
     assert [r.status for r in known] == [200, 200, 200]
-    assert unseen.status == 503
-    assert unseen.json()["error"]["code"] == "UNAVAILABLE"
-    assert unseen.header("Retry-After")
+    assert never_seen.status == 200  # PostgreSQL, the source of truth, still answers
+    assert unknown.status == 401  # refused from the directory of valid tokens, without Redis
+    assert unknown.json()["error"]["code"] == "INVALID_PIPELINE_KEY"
 
 
-def test_with_the_database_unreachable_known_keys_work_and_unseen_keys_get_503(
-    pipeline: services.PipelineCreated,
+def test_with_the_database_unreachable_known_keys_work_never_seen_ones_get_503_and_unknown_ones_401(
+    make_pipeline: Callable[..., services.PipelineCreated],
     gateway_factory: Callable[..., Gateway],
     tcp_proxy: Callable[[int], TcpProxy],
     database_url: str,
@@ -111,13 +113,17 @@ def test_with_the_database_unreachable_known_keys_work_and_unseen_keys_get_503(
         DATABASE_URL=database_url.replace(":5432/", f":{proxy.port}/"),
         KEYSTORE_FRESH_SECONDS="0.5",  # make it revalidate against the dead database, and survive that
     )
-    assert track(cut_off, pipeline.pipeline_key).status == 200
+    known_key, never_seen_key = make_pipeline().pipeline_key, make_pipeline().pipeline_key
+    assert track(cut_off, known_key).status == 200
 
     proxy.cut()
     time.sleep(1.0)
-    known = [track(cut_off, pipeline.pipeline_key) for _ in range(3)]
-    unseen = track(cut_off, "dk_" + secrets.token_urlsafe(24))
+    known = [track(cut_off, known_key) for _ in range(3)]
+    never_seen = track(cut_off, never_seen_key)  # valid, but neither in memory nor in Redis
+    unknown = track(cut_off, "dk_" + secrets.token_urlsafe(24))
 
     assert [r.status for r in known] == [200, 200, 200]
-    assert unseen.status == 503
-    assert unseen.json()["error"]["code"] == "UNAVAILABLE"
+    assert never_seen.status == 503
+    assert never_seen.json()["error"]["code"] == "UNAVAILABLE"
+    assert never_seen.header("Retry-After")
+    assert unknown.status == 401  # the directory, loaded a moment ago, still says no

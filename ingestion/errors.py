@@ -11,9 +11,11 @@ class ApiError(Exception):
     retry_after: int | None = None
     headers: Mapping[str, str] = {}  # sent with the error (Allow for a 405)
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidPayload(ApiError):

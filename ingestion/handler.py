@@ -19,13 +19,15 @@ from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from ingestion import answers, metrics, request_ids
 from ingestion.api import body_limit
-from ingestion.errors import ApiError, InternalError, MethodNotAllowed, NotFound
+from ingestion.errors import ApiError, InternalError, MethodNotAllowed, NotFound, Unavailable
 from ingestion.lifecycle import InFlight
 from signal_gateway.adapters.django import DeferredResponse
 
 logger = logging.getLogger(__name__)
 
 MAX_CACHED_PATHS = 256
+# Answered while the process drains after SIGTERM (readiness says 503 "draining"); nothing else is.
+_ALWAYS_ANSWERED = frozenset({"/healthz", "/readyz", "/metrics"})
 # What gateway_requests_total counts for a client that hung up before its answer (nginx's code).
 CLIENT_CLOSED = 499
 # The body as sent may be a little over the input's limit (the exact limit applies after decompression).
@@ -34,6 +36,13 @@ _SLACK = 4096
 
 class _Disconnected(Exception):
     pass
+
+
+class ShuttingDown(Unavailable):
+    """A request that arrived after SIGTERM on a connection that was already open."""
+
+    retry_after = 1
+    headers = {"Connection": "close"}
 
 
 async def _read_body(receive: Any, limit: int, too_large: type[ApiError]) -> bytes:
@@ -107,6 +116,8 @@ class IngestionHandler:
                 match, endpoint = self._resolve(path)
             except Resolver404:
                 raise NotFound(f"no endpoint at {path}") from None
+            if InFlight.draining and path not in _ALWAYS_ANSWERED:
+                raise ShuttingDown("this gateway is shutting down; retry (another one will answer)")
             limit, too_large = body_limit(path)
             body = await _read_body(receive, limit, too_large)
             request = ASGIRequest(scope, io.BytesIO(body))

@@ -1,9 +1,13 @@
-"""Process start and stop for the ingestion side: producer up and topics present; on SIGTERM, drain
-the requests in flight before daphne stops; flush the producer on exit.
+"""Process start and stop for the ingestion side: producer up and topics present, the spool's
+drainer running; on SIGTERM, stop taking requests and finish those in flight; on exit, close the
+producer and the spool.
 
 daphne's own SIGTERM handling cancels every request in flight at once. Under daphne, ours replaces
-it: /readyz turns 503 (the load balancer stops sending), requests keep being served until none is
-in flight or SHUTDOWN_GRACE_SECONDS pass, then the reactor stops and atexit flushes the producer.
+it (signal_gateway.adapters.twisted). On SIGTERM the process stops listening at once, answers any
+new request on an open connection 503 (``Connection: close``) and /readyz 503; requests in flight
+finish. Those still waiting for Kafka at SHUTDOWN_GRACE_SECONDS spool their records instead (and are
+answered 200); then the reactor stops and the process exits 0. What the spool holds is drained by
+the next process to open the spool directory.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from signal_gateway.adapters import twisted
 
 logger = logging.getLogger(__name__)
 _started = False
+# After the grace period, how long requests may take to spool what Kafka has not acknowledged.
+SPOOL_AT_SHUTDOWN_SECONDS = 5.0
 
 
 class InFlight:
@@ -49,26 +55,37 @@ def start() -> None:
 
 def _start_monitor() -> None:
     from ingestion import health, monitor  # health imports this module
+    from ingestion.delivery import get_delivery
 
     monitor.start(queue_depth=get_publisher().queue_depth, check_ready=health.readiness)
+    get_delivery().start()  # drains what an earlier process left in the spool, traffic or not
 
 
 def _on_sigterm() -> None:
+    InFlight.draining = True
+    metrics.ready(False)
+    twisted.stop_listening()
+    logger.info("SIGTERM: stopped listening; %d request(s) in flight", InFlight.count)
     _drain(time.monotonic() + settings.SHUTDOWN_GRACE_SECONDS)
 
 
-def _drain(deadline: float) -> None:
+def _drain(deadline: float, spooling_since: float | None = None) -> None:
     reactor = twisted.reactor()
-    if not InFlight.draining:
-        InFlight.draining = True
-        metrics.ready(False)
-        logger.info("SIGTERM: draining %d request(s) in flight", InFlight.count)
-    if InFlight.count == 0 or time.monotonic() >= deadline:
-        if InFlight.count:
-            logger.warning("stopping with %d request(s) still in flight", InFlight.count)
+    now = time.monotonic()
+    if InFlight.count == 0:
         reactor.stop()
-    else:
-        reactor.callLater(0.05, _drain, deadline)
+        return
+    if now >= deadline and spooling_since is None:
+        from ingestion.delivery import get_delivery
+
+        logger.warning("grace period over: %d request(s) still waiting for Kafka spool instead", InFlight.count)
+        get_delivery().give_up_now()
+        spooling_since = now
+    if spooling_since is not None and now - spooling_since > SPOOL_AT_SHUTDOWN_SECONDS:
+        logger.error("stopping with %d request(s) still in flight", InFlight.count)
+        reactor.stop()
+        return
+    reactor.callLater(0.05, _drain, deadline, spooling_since)
 
 
 def _ensure_topics() -> bool:
@@ -85,6 +102,12 @@ def _ensure_topics_until_done() -> None:
 
 
 def stop() -> None:
-    left = get_publisher().close(timeout=10.0)
+    # Whatever the producer still holds is in the spool too (its requests spooled it), or is
+    # best effort (rejected-events): a short flush, not a wait for a broker that may be gone.
+    left = get_publisher().close(timeout=2.0)
     if left:
-        logger.error("%d records were still undelivered at shutdown", left)
+        logger.info("%d record(s) left in the producer at exit (each is spooled, or best effort)", left)
+    from ingestion import delivery
+
+    if delivery._default is not None:
+        delivery._default.spool.close()

@@ -140,6 +140,11 @@ REJECTED_DROPPED = Counter(
 REJECTED_DROP_REASONS = ("backlog", "queue_full", "undelivered")
 for _reason in REJECTED_DROP_REASONS:  # a drop that never happened reads 0, not "no data"
     REJECTED_DROPPED.labels(_reason)
+SPOOL_DRAINED = Counter(
+    "gateway_spool_drained_total",
+    "Spooled events replayed to Kafka and acknowledged.",
+    registry=REGISTRY,
+)
 EVENT_LOOP_LAG = Gauge(
     "gateway_event_loop_lag_seconds",
     "How late the event loop ran a timer, the worst of the last ~10 s, the largest over live workers.",
@@ -264,6 +269,11 @@ def spool_state(*, depth: int, size_bytes: int, oldest_age_seconds: float) -> No
     SPOOL_DEPTH.set(depth)
     SPOOL_BYTES.set(size_bytes)
     SPOOL_OLDEST_AGE.set(oldest_age_seconds)
+
+
+def spool_drained(n: int) -> None:
+    """``n`` spooled events are in Kafka now."""
+    SPOOL_DRAINED.inc(n)
 
 
 def ready(is_ready: bool) -> None:

@@ -2,9 +2,16 @@
 
 ``produce()`` never blocks: it queues the record in librdkafka and returns a future. A poll thread
 serves delivery reports and hands each poll's completions to the loop in one
-``call_soon_threadsafe``. A request is answered 200 only once its record is acknowledged by
-``acks=all``; a full local queue or an acknowledgement that does not arrive within
-``ack_timeout`` raises ``PublishUnavailable`` (503 to the client, who retries).
+``call_soon_threadsafe``. ``wait`` returns once the records are acknowledged by ``acks=all``; a full
+local queue, a failed delivery or an acknowledgement that does not arrive within ``ack_timeout``
+raises ``PublishUnavailable`` (ingestion.delivery then spools the records). A record a request gave
+up on may still be delivered later: ``enqueue``'s ``on_late`` hears of it.
+
+The publisher also says whether Kafka is worth trying (``reachable``): false from the moment
+librdkafka reports every broker down or a delivery fails, true again at the next acknowledgement.
+A fatal error (an idempotent producer librdkafka can no longer use, e.g. fenced after an outage
+longer than ``message.timeout.ms``) replaces the producer with a new one, in the poll thread; what
+the old one held fails, and is spooled by its requests.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ class PublishUnavailable(Unavailable):
     """Kafka could not take the record within the bounded wait (503 + Retry-After to the client)."""
 
 
-def producer_config(bootstrap: str, linger_ms: float = 2.0) -> dict[str, Any]:
+def producer_config(bootstrap: str, linger_ms: float = 2.0, message_timeout_ms: int = 30_000) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
         "client.id": "signal-gateway",
@@ -40,35 +47,54 @@ def producer_config(bootstrap: str, linger_ms: float = 2.0) -> dict[str, Any]:
         "linger.ms": linger_ms,
         "queue.buffering.max.messages": 200_000,
         "queue.buffering.max.kbytes": 262_144,
-        # Records a request gave up on (503) may still land; past this, librdkafka stops trying.
-        "message.timeout.ms": 30_000,
+        # Records a request gave up on (and spooled) may still land; past this, librdkafka stops trying.
+        "message.timeout.ms": message_timeout_ms,
         "socket.keepalive.enable": True,
         "reconnect.backoff.max.ms": 1000,
     }
 
 
 class Publisher:
-    def __init__(self, *, bootstrap: str, topic: str, ack_timeout: float, linger_ms: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        ack_timeout: float,
+        linger_ms: float = 2.0,
+        message_timeout_ms: int = 30_000,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.ack_timeout = ack_timeout
-        self._producer = Producer(producer_config(bootstrap, linger_ms), logger=logging.getLogger("librdkafka"))
+        self._config = {
+            **producer_config(bootstrap, linger_ms, message_timeout_ms),
+            "error_cb": self._on_error,
+        }
+        self._producer = self._new_producer()
+        self.reachable = True  # worth trying; see the module's docstring
+        self.recreated = 0  # producers replaced after a fatal error
+        self._fatal: KafkaError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._completed: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+        self._completed: list[tuple[_Waiter, KafkaError | None]] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
         self._thread.start()
 
+    def _new_producer(self) -> Producer:
+        return Producer(self._config, logger=logging.getLogger("librdkafka"))
+
     # -- producing ----------------------------------------------------------------------------
 
-    def enqueue(self, records: Sequence[Record]) -> asyncio.Future[None]:
+    def enqueue(self, records: Sequence[Record], on_late: Callable[[bool], None] | None = None) -> asyncio.Future[None]:
         """Queue the records (librdkafka copies them); the future completes when all are
-        acknowledged (or one fails). Await it with ``wait``."""
+        acknowledged (or one fails). Await it with ``wait``. ``on_late(delivered)`` is called on the
+        loop if the outcome arrives after the future was given up on."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        waiter = _Waiter(future, len(records), self._completed)
+        waiter = _Waiter(future, len(records), self._completed, on_late)
         produce, topic, delivered = self._producer.produce, self.topic, waiter.delivered
         try:
             for key, value, headers in records:
@@ -105,8 +131,12 @@ class Publisher:
         timer = loop.call_later(self.ack_timeout, self._expire, acknowledged)
         try:
             await acknowledged
+        except PublishUnavailable:
+            self.reachable = False
+            raise
         finally:
             timer.cancel()
+        self.reachable = True
         metrics.kafka_acked(loop.time() - started)
 
     def _expire(self, acknowledged: asyncio.Future[None]) -> None:
@@ -115,9 +145,34 @@ class Publisher:
 
     # -- delivery reports (poll thread) -------------------------------------------------------
 
+    def _on_error(self, err: KafkaError) -> None:
+        # librdkafka's error callback, from poll() in the poll thread (its own log lines say the rest).
+        if err.fatal():
+            self._fatal = err
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if self.reachable:
+                logger.warning("kafka: every broker is down; new events go to the spool")
+            self.reachable = False
+
+    def _replace_producer(self) -> None:
+        """After a fatal error: a new producer; the old one's records fail (their requests spool them)."""
+        err, self._fatal = self._fatal, None
+        old, self._producer = self._producer, self._new_producer()
+        self.recreated += 1
+        self.reachable = False
+        logger.error("kafka producer hit a fatal error (%s); replaced it with a new one", err.str() if err else "?")
+        try:
+            old.purge(in_queue=True, in_flight=True, blocking=False)
+            old.poll(0)  # delivery reports for what was purged
+            old.flush(0)
+        except Exception as exc:  # the old producer is being dropped whatever it says
+            logger.warning("could not purge the old producer: %s", exc)
+
     def _poll_forever(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            if self._fatal is not None:
+                self._replace_producer()
             if self._completed and self._loop is not None:
                 batch = self._completed[:]
                 del self._completed[: len(batch)]
@@ -171,28 +226,38 @@ class _Waiter:
     """Counts one request's delivery reports in the poll thread; only the last one (or the first
     error) is handed to the event loop."""
 
-    __slots__ = ("future", "remaining", "completed")
+    __slots__ = ("future", "remaining", "completed", "on_late")
 
-    def __init__(self, future: asyncio.Future[None], count: int, completed: list[Any]) -> None:
+    def __init__(
+        self,
+        future: asyncio.Future[None],
+        count: int,
+        completed: list[Any],
+        on_late: Callable[[bool], None] | None,
+    ) -> None:
         self.future = future
         self.remaining = count
         self.completed = completed
+        self.on_late = on_late
 
     def delivered(self, err: KafkaError | None, _msg: Any) -> None:
         if self.remaining <= 0:
             return  # already reported (an earlier record failed)
         if err is not None:
             self.remaining = 0
-            self.completed.append((self.future, err))
+            self.completed.append((self, err))
             return
         self.remaining -= 1
         if self.remaining == 0:
-            self.completed.append((self.future, None))
+            self.completed.append((self, None))
 
 
-def _complete(batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
-    for future, err in batch:
-        if future.done():  # the request already gave up (timeout) and answered 503
+def _complete(batch: list[tuple[_Waiter, KafkaError | None]]) -> None:
+    for waiter, err in batch:
+        future = waiter.future
+        if future.done():  # the request gave up on it (timeout) and spooled its records
+            if waiter.on_late is not None:
+                waiter.on_late(err is None)
             continue
         if err is None:
             future.set_result(None)
@@ -216,5 +281,6 @@ def get_publisher() -> Publisher:
                     topic=settings.KAFKA_TOPIC,
                     ack_timeout=settings.KAFKA_ACK_TIMEOUT,
                     linger_ms=settings.KAFKA_LINGER_MS,
+                    message_timeout_ms=settings.KAFKA_MESSAGE_TIMEOUT_MS,
                 )
     return _default

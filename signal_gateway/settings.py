@@ -130,6 +130,19 @@ KAFKA_ACK_TIMEOUT = env_float("KAFKA_ACK_TIMEOUT", 2.0)
 SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 10.0)
 # How long librdkafka waits to fill a produce request; every request waits this long for its ack.
 KAFKA_LINGER_MS = env_float("KAFKA_LINGER_MS", 0.5)
+# How long librdkafka keeps trying a record before it gives up (a request gives up at KAFKA_ACK_TIMEOUT
+# and spools it; a record the producer then still delivers is skipped by the drainer).
+KAFKA_MESSAGE_TIMEOUT_MS = env_int("KAFKA_MESSAGE_TIMEOUT_MS", 30_000)
+
+# The durable local spool (ingestion/spool.py): where events go while Kafka cannot take them, one
+# directory per process under SPOOL_DIR; past SPOOL_MAX_BYTES (all processes together) requests get 503.
+SPOOL_DIR = env_str("SPOOL_DIR", str(VAR_DIR / "spool"))
+SPOOL_MAX_BYTES = env_int("SPOOL_MAX_BYTES", 1024**3)
+
+# Deduplication by messageId (ingestion/dedup.py) and rate limits (ingestion/ratelimit.py), in Redis.
+DEDUP_WINDOW_SECONDS = env_int("DEDUP_WINDOW_SECONDS", 24 * 3600)
+# The longest a request waits for Redis (dedup marks, rate-limit leases) before going on without it.
+REDIS_HOT_PATH_TIMEOUT = env_float("REDIS_HOT_PATH_TIMEOUT", 0.25)
 
 
 def _dev_encryption_key(secret: str) -> str:

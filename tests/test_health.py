@@ -29,4 +29,6 @@ def test_readyz_reports_each_dependency_ok(gateway: Gateway) -> None:
         "database": "ok",
         "redis": "ok",
         "kafka": "ok",
+        "spool": "ok",
     }
+    assert body["checks"]["spool"]["mode"] == "direct"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
-from ingestion import browser, health, intake, metrics, pixel, server, webhook
+from ingestion import browser, cors, event_types, health, intake, metrics, pixel, sdk_settings, server, webhook
 from ingestion.errors import ApiError
 from signal_gateway.adapters.ninja import DeferredResponseAPI
 
@@ -25,21 +25,43 @@ def _to_the_handler(request: HttpRequest, exc: Exception) -> HttpResponse:
 browser_router = Router(tags=["browser"])
 
 
-def _browser_operation(short: str, call: browser.BrowserCall) -> None:
+def _browser_operation(router: Router, path: str, call: intake.Input, name: str, summary: str) -> None:
+    """``POST path`` into the intake sequence with ``call``, and its CORS preflight."""
+
     async def post(request: HttpRequest) -> HttpResponse:
         return await intake.run(call, request)
 
     async def options(request: HttpRequest) -> HttpResponse:
         return await browser.preflight(request)
 
-    post.__name__ = f"browser_{call.event_type}"
-    options.__name__ = f"browser_{call.event_type}_preflight"
-    browser_router.add_api_operation(f"/{short}", ["POST"], post, summary=f"Browser {call.event_type} call")
-    browser_router.add_api_operation(f"/{short}", ["OPTIONS"], options, include_in_schema=False)
+    post.__name__ = f"browser_{name}"
+    options.__name__ = f"browser_{name}_preflight"
+    router.add_api_operation(path, ["POST"], post, summary=summary)
+    router.add_api_operation(path, ["OPTIONS"], options, include_in_schema=False)
 
 
 for _short, _call in browser.CALLS.items():
-    _browser_operation(_short, _call)
+    _browser_operation(browser_router, f"/{_short}", _call, _short, f"Browser {_call.event_type} call")
+for _path, _call in browser.HTTP_API_CALLS.items():
+    _browser_operation(browser_router, f"/{_path}", _call, _path, f"{_call.event_type} (Segment's HTTP Tracking API)")
+_browser_operation(
+    browser_router,
+    f"/{event_types.BROWSER_BATCH_PATH}",
+    browser.BATCH,
+    "batch",
+    "analytics-next's batch: {writeKey, batch, sentAt}",
+)
+
+
+@browser_router.get("/projects/{write_key}/settings", summary="analytics-next's settings, pointed at this gateway")
+async def segment_settings(request: HttpRequest, write_key: str) -> HttpResponse:
+    return await sdk_settings.segment_settings(request, write_key)
+
+
+@browser_router.api_operation(["OPTIONS"], "/projects/{write_key}/settings", include_in_schema=False)
+async def segment_settings_preflight(request: HttpRequest, write_key: str) -> HttpResponse:
+    return await browser.preflight(request, methods=cors.GET_METHODS)
+
 
 server_router = Router(tags=["server"])
 
@@ -51,7 +73,12 @@ async def server_event(request: HttpRequest) -> HttpResponse:
 
 @server_router.post("/batch", summary="Up to 500 events; HMAC-signed or pipeline key alone")
 async def batch(request: HttpRequest) -> HttpResponse:
-    return await intake.run(server.BATCH, request)
+    return await intake.run(browser.PAGE_BATCH, request)
+
+
+@server_router.api_operation(["OPTIONS"], "/batch", include_in_schema=False)
+async def batch_preflight(request: HttpRequest) -> HttpResponse:
+    return await browser.preflight(request)  # RudderStack's browser SDK batches here too
 
 
 @server_router.get("/pixel/{event_type}", summary="1x1 GIF; wk, e, uid, aid, p.*, t.*, ts, mid")
@@ -67,12 +94,33 @@ async def webhook_event(request: HttpRequest) -> HttpResponse:
 api.add_router("/v1", browser_router)
 api.add_router("/v1", server_router)
 
+# RudderStack's browser SDK: its settings (GET /sourceConfig/) and its beacon mode. Routed to the lean
+# handler by signal_gateway.asgi.
+sdk_router = Router(tags=["browser"])
+
+
+@sdk_router.get("/sourceConfig/", summary="RudderStack's source config, pointed at this gateway")
+async def rudderstack_config(request: HttpRequest) -> HttpResponse:
+    return await sdk_settings.rudderstack_config(request)
+
+
+@sdk_router.api_operation(["OPTIONS"], "/sourceConfig/", include_in_schema=False)
+async def rudderstack_config_preflight(request: HttpRequest) -> HttpResponse:
+    return await browser.preflight(request, methods=cors.GET_METHODS)
+
+
+_browser_operation(sdk_router, "/beacon/v1/batch", browser.BATCH, "beacon", "RudderStack's beacon: ?writeKey=, batch")
+api.add_router("", sdk_router)
+
 # Which input owns each path with a body: its body limit (after decompression) and what exceeding it
 # is called apply on the wire too, checked by the handler as the body arrives.
 _INPUTS_BY_PATH: dict[str, intake.Input] = {
     **{f"/v1/{short}": call for short, call in browser.CALLS.items()},
+    **{f"/v1/{path}": call for path, call in browser.HTTP_API_CALLS.items()},
+    f"/v1/{event_types.BROWSER_BATCH_PATH}": browser.BATCH,
+    "/beacon/v1/batch": browser.BATCH,
     "/v1/events": server.EVENT,
-    "/v1/batch": server.BATCH,
+    "/v1/batch": browser.PAGE_BATCH,
     "/v1/webhook": webhook.WEBHOOK,
 }
 _DEFAULT_INPUT = intake.Input()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from ingestion import event_types
+from ingestion import addresses, consent, event_types
 from ingestion.errors import InvalidPayload
 
 SCHEMA_VERSION = 1
@@ -21,6 +21,13 @@ MAX_ID_LENGTH = 256
 
 # Keys the gateway owns; a client's value for these is replaced, not kept.
 _GATEWAY_KEYS = frozenset({"pipelineId", "source", "schemaVersion", "receivedAt", "writeKey"})
+# Inputs whose body is written by a page anyone can load: its context.ip and context.userAgent are
+# claims, kept apart from what the gateway saw. A server (/v1/events, /v1/batch, webhooks) is
+# authenticated and reports its end user's address, so its context.ip stands.
+_UNTRUSTED_CONTEXT = frozenset({"browser", "pixel"})
+# Ids end up in Kafka's message key and headers, and in downstream logs: no control characters
+# (C0, DEL, C1), NUL above all.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(slots=True)
@@ -41,12 +48,21 @@ class RequestFacts:
     click_ids: dict[str, str] | None = None
     sent_at: Any = None  # a batch's top-level sentAt applies to events that carry none
     require_identity: bool = True
+    ip_mode: str = addresses.FULL  # the pipeline's: full, truncate or drop
+    consent_required: bool = False  # the pipeline's: consent not given counts as denied
     received_ms: int = field(init=False)
     received_iso: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.received_ms = _epoch_ms(self.received_at)
         self.received_iso = iso_from_ms(self.received_ms)
+
+    def apply_privacy(self, *, ip_mode: str, consent_required: bool) -> None:
+        """The pipeline's privacy settings; the observed address is masked once, here, for every event."""
+        self.ip_mode = ip_mode
+        self.consent_required = consent_required
+        if ip_mode != addresses.FULL:
+            self.ip = addresses.masked(self.ip, ip_mode)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -99,16 +115,25 @@ def parse_time(value: Any, field: str) -> tuple[int, str] | None:
 
 
 def _identifier(event: dict[str, Any], field: str) -> str | None:
+    """An id as a string. A JSON integer is kept digit for digit; a JSON number the parser could not
+    keep exactly (past 64 bits, or with a fraction or exponent) arrives as a float and is refused,
+    since its text would be some other id (``99999999999999999999`` would become ``1e+20``)."""
     value = event.get(field)
     if value is None or value == "":
         return None
-    if type(value) is str and len(value) <= MAX_ID_LENGTH:
-        return value  # the common case, checked first
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    kind = type(value)
+    if kind is str:
+        text = value
+    elif kind is int:
+        text = str(value)
+    elif kind is float:
+        raise InvalidPayload(f"{field} must be a string: this number cannot be kept exactly, send it quoted")
+    else:
         raise InvalidPayload(f"{field} must be a string")
-    text = str(value)
     if len(text) > MAX_ID_LENGTH:
         raise InvalidPayload(f"{field} is longer than {MAX_ID_LENGTH} characters")
+    if _CONTROL.search(text):
+        raise InvalidPayload(f"{field} must not contain control characters")
     return text
 
 
@@ -126,6 +151,47 @@ def _text(event: dict[str, Any], field: str) -> str | None:
     if value is None or type(value) is str:
         return value
     raise InvalidPayload(f"{field} must be a string")
+
+
+def _observed_context(context: dict[str, Any], facts: RequestFacts) -> None:
+    """A page's context: ``ip`` and ``userAgent`` are what the gateway saw (the socket peer or a trusted
+    proxy's X-Forwarded-For; the User-Agent header), whatever the body says; a different value the
+    body claimed is kept apart, in ``context.claimed``, masked by the IP mode like the observed one."""
+    claimed: dict[str, Any] = {}
+    claimed_ip = context.pop("ip", None)
+    if claimed_ip is not None and claimed_ip != "" and claimed_ip != facts.ip:
+        kept = addresses.masked(claimed_ip if type(claimed_ip) is str else None, facts.ip_mode)
+        if kept is not None and kept != facts.ip:
+            claimed["ip"] = kept
+    claimed_agent = context.pop("userAgent", None)
+    if claimed_agent is not None and claimed_agent != "" and claimed_agent != facts.user_agent:
+        claimed["userAgent"] = claimed_agent
+    context.pop("claimed", None)
+    if facts.ip:
+        context["ip"] = facts.ip  # already masked (RequestFacts.apply_privacy)
+    if facts.user_agent:
+        context["userAgent"] = facts.user_agent
+    if claimed:
+        context["claimed"] = claimed
+
+
+def _reported_context(context: dict[str, Any], facts: RequestFacts) -> None:
+    """A server's context: its ``ip`` and ``userAgent`` (its end user's) stand; the observed values fill
+    in when absent; the IP mode applies to whichever address results."""
+    if not context.get("ip"):
+        if facts.ip:
+            context["ip"] = facts.ip  # already masked
+        else:
+            context.pop("ip", None)
+    elif facts.ip_mode != addresses.FULL:
+        ip = context["ip"]
+        kept = addresses.masked(ip if type(ip) is str else None, facts.ip_mode)
+        if kept is None:
+            del context["ip"]
+        else:
+            context["ip"] = kept
+    if facts.user_agent and not context.get("userAgent"):
+        context["userAgent"] = facts.user_agent
 
 
 def build_envelope(
@@ -163,10 +229,11 @@ def build_envelope(
     else:
         timestamp = facts.received_iso
 
-    if facts.ip and not context.get("ip"):
-        context["ip"] = facts.ip
-    if facts.user_agent and not context.get("userAgent"):
-        context["userAgent"] = facts.user_agent
+    if facts.source_kind in _UNTRUSTED_CONTEXT:
+        _observed_context(context, facts)
+    else:
+        _reported_context(context, facts)
+    consent.tag(context, required=facts.consent_required)
     context["clickIds"] = (facts.click_ids if click_ids is None else click_ids) or {}
     context["vendorIds"] = facts.vendor_ids or {}
     context["gpc"] = facts.gpc

@@ -1,4 +1,5 @@
-"""First-party identity: the _dfid cookie, vendor ID cookies, and ad click IDs from page URLs."""
+"""First-party identity: the _dfid cookie, vendor ID cookies (as consent permits, ingestion.consent),
+and ad click IDs from page URLs."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import parse_qsl, quote
 
+from ingestion.consent import ALL_PERMITTED, Permits
+
 TWO_YEARS = 63_072_000
 NINETY_DAYS = 7_776_000
-THIRTEEN_MONTHS = 34_128_000  # 395 days, TikTok's _ttp lifetime
+THIRTEEN_MONTHS = 34_128_000  # 395 days: TikTok's _ttp, Snap's _scid
+ONE_YEAR = 31_536_000  # Pinterest's _pin_unauth
 
 CLICK_ID_PARAMS = (
     "gclid",
@@ -109,40 +113,93 @@ class _Entropy:
 _entropy = _Entropy()
 
 
-def resolve_identity(cookies: Mapping[str, str], click_ids: Mapping[str, str], *, now_ms: int) -> Identity:
-    """Read existing cookies (never overwritten) and mint the missing ones."""
+# The format of each vendor cookie the gateway reads into ``vendorIds``, as the vendors write them and
+# as the gateway mints them. A value that does not match (markup, kilobytes, control characters) is
+# treated as absent: never copied into an event, and minted anew where the gateway mints that cookie.
+_MAX_CLICK_VALUE = 512
+_CLICK_VALUE = rf"[A-Za-z0-9._~%-]{{1,{_MAX_CLICK_VALUE}}}"  # a click ID, as _cookie_safe leaves it
+VENDOR_COOKIE_FORMATS = {
+    "_ga": re.compile(r"GA1\.[1-9]\.\d{1,20}\.\d{1,12}"),
+    "_fbp": re.compile(r"fb\.[0-9]\.\d{1,16}\.\d{1,20}"),
+    "_fbc": re.compile(rf"fb\.[0-9]\.\d{{1,16}}\.{_CLICK_VALUE}"),
+    "_ttp": re.compile(r"[A-Za-z0-9._-]{8,64}"),
+    "_gcl_aw": re.compile(rf"GCL\.\d{{1,12}}\.{_CLICK_VALUE}"),
+    "_pin_unauth": re.compile(r"[A-Za-z0-9+/=._-]{8,128}"),
+    "_scid": re.compile(r"[A-Za-z0-9._-]{8,64}"),
+}
+
+
+def _click_value(click_id: str | None) -> str:
+    """A click ID as a cookie may hold it; "" when there is none or it is too long for the format."""
+    if not click_id:
+        return ""
+    value = _cookie_safe(click_id)
+    return value if len(value) <= _MAX_CLICK_VALUE else ""
+
+
+def _vendor_cookie(cookies: Mapping[str, str], name: str) -> str:
+    """The visitor's cookie ``name`` if it is in its vendor's format, else ""."""
+    value = cookies.get(name, "")
+    return value if value and VENDOR_COOKIE_FORMATS[name].fullmatch(value) else ""
+
+
+def resolve_identity(
+    cookies: Mapping[str, str], click_ids: Mapping[str, str], *, now_ms: int, permits: Permits = ALL_PERMITTED
+) -> Identity:
+    """Read existing cookies (never overwritten) and mint the missing ones that consent permits.
+
+    ``_dfid`` is strictly necessary and always there. The analytics ID (``_ga``) and the advertising
+    IDs (``_fbp``, ``_ttp``, ``_pin_unauth``, ``_scid``, ``_fbc``, ``_gcl_aw``) are minted, and read
+    into ``vendorIds``, only as ``permits`` says (ingestion.consent): a category the visitor denied
+    is neither set nor reported, even from a cookie set before."""
     new: list[Cookie] = []
     now_s = now_ms // 1000
-    entropy = _entropy.take(40)  # every random part below
+    entropy = _entropy.take(72)  # every random part below
 
     dfid = cookies.get("_dfid", "")
     if not _UUID_RE.fullmatch(dfid):
         dfid = _uuid4(entropy[:16])
         new.append(Cookie("_dfid", dfid, TWO_YEARS, http_only=True))
+    vendor_ids: dict[str, str] = {}
 
-    ga = cookies.get("_ga")
-    if not ga:
-        ga = f"GA1.1.{int.from_bytes(entropy[16:20]) & 0x7FFFFFFF}.{now_s}"
-        new.append(Cookie("_ga", ga, TWO_YEARS, http_only=False))
-    fbp = cookies.get("_fbp")
+    if permits.analytics:
+        ga = _vendor_cookie(cookies, "_ga")
+        if not ga:
+            ga = f"GA1.1.{int.from_bytes(entropy[16:20]) & 0x7FFFFFFF}.{now_s}"
+            new.append(Cookie("_ga", ga, TWO_YEARS, http_only=False))
+        vendor_ids["ga"] = ga
+    if not permits.advertising:
+        return Identity(dfid=dfid, vendor_ids=vendor_ids, new_cookies=new)
+
+    fbp = _vendor_cookie(cookies, "_fbp")
     if not fbp:
         fbp = f"fb.1.{now_ms}.{10**9 + int.from_bytes(entropy[20:24]) % (9 * 10**9)}"
         new.append(Cookie("_fbp", fbp, NINETY_DAYS, http_only=False))
-    ttp = cookies.get("_ttp")
+    ttp = _vendor_cookie(cookies, "_ttp")
     if not ttp:
         ttp = _uuid4(entropy[24:40])
         new.append(Cookie("_ttp", ttp, THIRTEEN_MONTHS, http_only=False))
-    vendor_ids = {"ga": ga, "fbp": fbp, "ttp": ttp}
+    pin_unauth = _vendor_cookie(cookies, "_pin_unauth")
+    if not pin_unauth:
+        pin_unauth = _uuid4(entropy[40:56])
+        new.append(Cookie("_pin_unauth", pin_unauth, ONE_YEAR, http_only=False))
+    scid = _vendor_cookie(cookies, "_scid")
+    if not scid:
+        scid = _uuid4(entropy[56:72])
+        new.append(Cookie("_scid", scid, THIRTEEN_MONTHS, http_only=False))
+    vendor_ids.update(fbp=fbp, ttp=ttp, pinUnauth=pin_unauth, scid=scid)
 
-    fbc = cookies.get("_fbc")
-    if not fbc and "fbclid" in click_ids:
-        fbc = f"fb.1.{now_ms}.{_cookie_safe(click_ids['fbclid'])}"
+    fbc = _vendor_cookie(cookies, "_fbc")
+    fbclid = _click_value(click_ids.get("fbclid"))
+    if not fbc and fbclid:
+        fbc = f"fb.1.{now_ms}.{fbclid}"
         new.append(Cookie("_fbc", fbc, NINETY_DAYS, http_only=False))
     if fbc:
         vendor_ids["fbc"] = fbc
-    gcl_aw = cookies.get("_gcl_aw")
-    if not gcl_aw and "gclid" in click_ids:
-        gcl_aw = f"GCL.{now_s}.{_cookie_safe(click_ids['gclid'])}"
+    gcl_aw = _vendor_cookie(cookies, "_gcl_aw")
+    gclid = _click_value(click_ids.get("gclid"))
+    if not gcl_aw and gclid:
+        gcl_aw = f"GCL.{now_s}.{gclid}"
         new.append(Cookie("_gcl_aw", gcl_aw, NINETY_DAYS, http_only=False))
     if gcl_aw:
         vendor_ids["gclAw"] = gcl_aw

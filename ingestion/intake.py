@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from ingestion import answers, auth, cors, event_types, identity, metrics, payload, rejected
+from ingestion import answers, auth, consent, cors, event_types, identity, metrics, payload, rejected
 from ingestion.answers import Answer
 from ingestion.client import request_facts
 from ingestion.dedup import get_dedup
@@ -139,8 +139,8 @@ async def run(input: Input, request: HttpRequest) -> HttpResponse:
     origin = request.META.get("HTTP_ORIGIN", "") if input.cors else ""
     if origin:
         # Until the pipeline is known, errors (400, 401, 413, 415) are readable by the page, so an
-        # SDK sees the status instead of a network failure it would retry forever.
-        intake.headers = cors.response_headers(origin)
+        # SDK sees the status instead of a network failure it would retry forever; no credentials.
+        intake.headers = cors.unverified_headers(origin)
     try:
         await _accept(input, request, intake, origin)
         if intake.pending is not None:
@@ -177,11 +177,15 @@ async def _accept(input: Input, request: HttpRequest, intake: _Intake, origin: s
     visitor: Visitor = None
     if input.sets_cookies:
         click_ids = input.click_ids(request, content)
+        permits = consent.cookie_permits(content, request.META, required=pipeline.consent_required)
         visitor = (
-            identity.resolve_identity(request.COOKIES, click_ids, now_ms=int(received_at.timestamp() * 1000)),
+            identity.resolve_identity(
+                request.COOKIES, click_ids, now_ms=int(received_at.timestamp() * 1000), permits=permits
+            ),
             click_ids,
         )
     facts = input.facts(request, content, pipeline, received_at, visitor)
+    facts.apply_privacy(ip_mode=pipeline.ip_mode, consent_required=pipeline.consent_required)
     records, message_ids = _envelopes(input, request, content, pipeline, facts, intake)
     del content  # the records are all that is needed from here on
 

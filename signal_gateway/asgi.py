@@ -1,5 +1,6 @@
-"""ASGI entry point: ingestion paths go to the lean handler, everything else (the admin) to Django's;
-WebSockets (the admin's live event view, ingestion/consumers.py) to channels, with the admin's session.
+"""ASGI entry point: ingestion paths (/v1/*, RudderStack's /sourceConfig/ and /beacon/*, the health
+checks) go to the lean handler, everything else (the admin) to Django's; WebSockets (the admin's
+live event view, ingestion/consumers.py) to channels, with the admin's session.
 
 Served by daphne: ``daphne -b 127.0.0.1 -p 8080 signal_gateway.asgi:application``.
 """
@@ -28,7 +29,8 @@ from ingestion.handler import IngestionHandler  # noqa: E402
 from signal_gateway.adapters.daphne import tune_requests  # noqa: E402
 
 GC_GEN0_THRESHOLD = 20_000
-INGESTION_PREFIXES = ("/v1/",)
+# The SDKs' own paths too: RudderStack's settings (/sourceConfig/) and beacon (/beacon/v1/batch).
+INGESTION_PREFIXES = ("/v1/", "/sourceConfig", "/beacon/")
 INGESTION_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 ingestion_app = IngestionHandler()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 
 import pytest
@@ -139,3 +140,62 @@ def test_an_error_found_after_the_origin_check_is_readable_by_the_page(
     assert response.status == 400
     assert response.json()["error"]["code"] == "INVALID_PAYLOAD"
     assert response.header("Access-Control-Allow-Origin") == SHOP
+
+
+# -- before the pipeline is known (issue 11, item 10) ------------------------------------------------------
+
+BEFORE_THE_PIPELINE_IS_KNOWN = {
+    "no key": ({"event": "Viewed"}, None, {}),
+    "an unknown key": ({"event": "Viewed"}, "dk_" + "Q" * 32, {}),
+    "a body that is not JSON": (b'{"event": ', None, {}),
+    "a gzip body that inflates past 64 KB": (b"", None, {"Content-Encoding": "gzip"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "headers"), BEFORE_THE_PIPELINE_IS_KNOWN.values(), ids=BEFORE_THE_PIPELINE_IS_KNOWN.keys()
+)
+def test_an_error_before_the_pipeline_is_known_is_readable_but_grants_no_credentials(
+    gateway: Gateway, body: dict | bytes, key: str | None, headers: dict[str, str]
+) -> None:
+    # Given a page on an origin no pipeline was asked about, and a request refused before the key is resolved
+    if headers.get("Content-Encoding") == "gzip":
+        body = gzip.compress(b'{"event": "Big", "properties": {"pad": "' + b"x" * 100_000 + b'"}}')
+
+    # When it is posted
+    response = post(gateway.url + "/v1/t", body, key=key, headers={"Origin": ELSEWHERE, **headers})
+
+    # Then the page may read the error (a non-credentialed SDK sees the status), but no credentials are granted
+    assert response.status in (400, 401, 413), response.body
+    assert response.header("Access-Control-Allow-Origin") == ELSEWHERE
+    assert response.header("Access-Control-Allow-Credentials") is None
+    assert response.header("Vary") == "Origin"
+
+
+def test_origin_null_is_never_echoed(gateway: Gateway, pipeline: PipelineCreated) -> None:
+    # Given a sandboxed frame, whose origin is the opaque "null", and a pipeline that accepts any origin
+
+    # When it sends a preflight, an event, and an event with an unknown key
+    preflight = options(gateway.url + "/v1/t", headers=preflight_headers("null"))
+    accepted = post(gateway.url + "/v1/t", {"event": "Viewed"}, key=pipeline.pipeline_key, headers={"Origin": "null"})
+    refused = post(gateway.url + "/v1/t", {"event": "Viewed"}, key="dk_" + "Q" * 32, headers={"Origin": "null"})
+
+    # Then none of the answers names "null" as an allowed origin
+    assert (preflight.status, accepted.status, refused.status) == (204, 200, 401)
+    for response in (preflight, accepted, refused):
+        assert response.cors_headers == {}, response.cors_headers
+
+
+def test_origin_null_is_refused_by_a_pipeline_with_an_allowlist(
+    gateway: Gateway, shop_pipeline: PipelineCreated
+) -> None:
+    # Given a pipeline that allows only the shop
+
+    # When a sandboxed frame posts with its key
+    response = post(
+        gateway.url + "/v1/t", {"event": "Viewed"}, key=shop_pipeline.pipeline_key, headers={"Origin": "null"}
+    )
+
+    # Then it is refused as any other origin outside the list
+    assert response.status == 403
+    assert response.cors_headers == {}

@@ -28,9 +28,34 @@ def received_between(record: KafkaRecord, before: datetime, after: datetime) -> 
     return received
 
 
+# What an event says about consent when the page said nothing (ingestion.consent): essential only.
+CONSENT_NOT_GIVEN = {
+    "canonical": {
+        "essential": True,
+        "functional": None,
+        "analytics": None,
+        "marketing": None,
+        "advertising": None,
+        "personalization": None,
+    }
+}
+
+
 def vendor_ids_set_by(response: Response) -> dict[str, str]:
     cookies = response.cookies
-    return {"ga": cookies["_ga"].value, "fbp": cookies["_fbp"].value, "ttp": cookies["_ttp"].value}
+    return {
+        "ga": cookies["_ga"].value,
+        "fbp": cookies["_fbp"].value,
+        "ttp": cookies["_ttp"].value,
+        "pinUnauth": cookies["_pin_unauth"].value,
+        "scid": cookies["_scid"].value,
+    }
+
+
+def analytics_id_set_by(response: Response) -> dict[str, str]:
+    """With Global Privacy Control on, the analytics ID is the only vendor ID minted (SPEC §4)."""
+    assert not {"_fbp", "_ttp", "_pin_unauth", "_scid", "_fbc", "_gcl_aw"} & response.cookies.keys(), response.cookies
+    return {"ga": response.cookies["_ga"].value}
 
 
 def expected_headers(created: PipelineCreated, message_id: str) -> dict[str, str]:
@@ -97,8 +122,9 @@ def test_a_track_call_is_published_as_a_canonical_envelope(
             "ip": "127.0.0.1",
             "userAgent": CHROME,
             "clickIds": {},
-            "vendorIds": vendor_ids_set_by(response),
+            "vendorIds": analytics_id_set_by(response),
             "gpc": True,
+            "consent": CONSENT_NOT_GIVEN,
         },
         "integrations": {"All": True},
         "_metadata": {"bundled": ["Segment.io"]},
@@ -153,6 +179,7 @@ def test_a_page_call_is_published_as_a_canonical_envelope(
             "clickIds": {},
             "vendorIds": vendor_ids_set_by(response),
             "gpc": False,
+            "consent": CONSENT_NOT_GIVEN,
         },
         "pipelineId": pipeline.pipeline.id,
         "source": {"kind": "browser", "id": None},
@@ -173,6 +200,8 @@ def test_an_identify_call_is_published_as_a_canonical_envelope(
         "_ga": "GA1.1.123456789.1714561200",
         "_fbp": "fb.1.1714561200000.1234567890",
         "_ttp": str(uuid.uuid4()),
+        "_pin_unauth": str(uuid.uuid4()),
+        "_scid": str(uuid.uuid4()),
     }
     event = {
         "messageId": "msg-identify-1",
@@ -210,8 +239,15 @@ def test_an_identify_call_is_published_as_a_canonical_envelope(
             "ip": "127.0.0.1",
             "userAgent": CHROME,
             "clickIds": {},
-            "vendorIds": {"ga": cookies["_ga"], "fbp": cookies["_fbp"], "ttp": cookies["_ttp"]},
+            "vendorIds": {
+                "ga": cookies["_ga"],
+                "fbp": cookies["_fbp"],
+                "ttp": cookies["_ttp"],
+                "pinUnauth": cookies["_pin_unauth"],
+                "scid": cookies["_scid"],
+            },
             "gpc": False,
+            "consent": CONSENT_NOT_GIVEN,
         },
         "pipelineId": pipeline.pipeline.id,
         "source": {"kind": "browser", "id": None},
@@ -243,7 +279,8 @@ def test_a_group_call_is_published_as_a_canonical_envelope(
     )
     after = now_ms()
 
-    # Then the client's user agent is kept, and the time is one second before receipt
+    # Then the user agent is the one the gateway saw, the page's claim kept apart (issue 11: a page's
+    # context is a claim), and the time is one second before receipt
     assert (response.status, response.json()) == (200, {"success": True})
     record = the_record(kafka_bootstrap, kafka_topic, pipeline)
     received = received_between(record, before, after)
@@ -262,12 +299,14 @@ def test_a_group_call_is_published_as_a_canonical_envelope(
         "sentAt": "2031-01-01T00:01:00.000Z",
         "receivedAt": iso(received),
         "context": {
-            "userAgent": "CustomAgent/1.0",
+            "userAgent": CHROME,
+            "claimed": {"userAgent": "CustomAgent/1.0"},
             "timezone": "Europe/Paris",
             "ip": "127.0.0.1",
             "clickIds": {},
-            "vendorIds": vendor_ids_set_by(response),
+            "vendorIds": analytics_id_set_by(response),
             "gpc": True,
+            "consent": CONSENT_NOT_GIVEN,
         },
         "pipelineId": pipeline.pipeline.id,
         "source": {"kind": "browser", "id": None},

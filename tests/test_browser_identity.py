@@ -16,7 +16,8 @@ from tests.fixtures.payloads import returning_visitor
 TWO_YEARS = "63072000"
 NINETY_DAYS = "7776000"
 THIRTEEN_MONTHS = "34128000"
-VENDOR_COOKIES = ("_ga", "_fbp", "_ttp")
+ONE_YEAR = "31536000"
+VENDOR_COOKIES = ("_ga", "_fbp", "_ttp", "_pin_unauth", "_scid")
 FBCLID = "IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgE"
 GCLID = "Cj0KCQjw3tCyBhDBARIsAEY0XNm-_kqLAx9dQ3rGFhX8aLNu_BwE"
 
@@ -63,7 +64,7 @@ def test_a_first_visit_sets_vendor_cookies_that_page_scripts_can_read(
     response = post(gateway.url + "/v1/t", {"event": "Viewed"}, key=created.pipeline_key)
     after_ms = int(time.time() * 1000)
 
-    # Then _ga, _fbp and _ttp are set in the vendors' formats, readable by scripts (no HttpOnly)
+    # Then _ga, _fbp, _ttp, _pin_unauth and _scid are set in the vendors' formats, readable by scripts (no HttpOnly)
     assert response.status == 200
     cookies = response.cookies
     ga = re.fullmatch(r"GA1\.1\.(\d+)\.(\d+)", cookies["_ga"].value)
@@ -74,12 +75,16 @@ def test_a_first_visit_sets_vendor_cookies_that_page_scripts_can_read(
     assert fbp, cookies["_fbp"].value
     assert before_ms <= int(fbp[1]) <= after_ms
     assert is_uuid4(cookies["_ttp"].value)
+    assert is_uuid4(cookies["_pin_unauth"].value)
+    assert is_uuid4(cookies["_scid"].value)
     lifetimes = {name: cookies[name].attributes_except_expires() for name in VENDOR_COOKIES}
     shared = {"domain": "shop.example.com", "path": "/", "samesite": "Lax", "secure": True}
     assert lifetimes == {
         "_ga": {**shared, "max-age": TWO_YEARS},
         "_fbp": {**shared, "max-age": NINETY_DAYS},
         "_ttp": {**shared, "max-age": THIRTEEN_MONTHS},
+        "_pin_unauth": {**shared, "max-age": ONE_YEAR},
+        "_scid": {**shared, "max-age": THIRTEEN_MONTHS},
     }
 
 
@@ -114,6 +119,8 @@ def test_a_first_visits_dfid_and_vendor_cookies_are_the_ids_in_the_envelope(
         "ga": cookies["_ga"].value,
         "fbp": cookies["_fbp"].value,
         "ttp": cookies["_ttp"].value,
+        "pinUnauth": cookies["_pin_unauth"].value,
+        "scid": cookies["_scid"].value,
     }
 
 
@@ -149,6 +156,8 @@ def test_a_returning_visitors_dfid_is_reused_as_the_anonymous_id(
         "ga": cookies["_ga"],
         "fbp": cookies["_fbp"],
         "ttp": cookies["_ttp"],
+        "pinUnauth": cookies["_pin_unauth"],
+        "scid": cookies["_scid"],
     }
     assert record.key == f"{pipeline.pipeline.id}:{cookies['_dfid']}"
 

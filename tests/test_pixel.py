@@ -28,7 +28,7 @@ NO_CACHE = {
     "Expires": "0",
 }
 TWO_YEARS = "63072000"
-VENDOR_COOKIES = ("_ga", "_fbp", "_ttp")
+VENDOR_COOKIES = ("_ga", "_fbp", "_ttp", "_pin_unauth", "_scid")
 SETTLE = 1.0
 GCLID = "Cj0KCQjw3tCyBhDBARIsAEY0XNm-_kqLAx9dQ3rGFhX8aLNu_BwE"
 FBCLID = "IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgE"
@@ -206,6 +206,8 @@ def test_a_first_pixel_load_sets_the_identity_cookies_and_its_dfid_is_the_anonym
         "ga": cookies["_ga"].value,
         "fbp": cookies["_fbp"].value,
         "ttp": cookies["_ttp"].value,
+        "pinUnauth": cookies["_pin_unauth"].value,
+        "scid": cookies["_scid"].value,
         "gclAw": cookies["_gcl_aw"].value,
     }
 
@@ -228,6 +230,8 @@ def test_a_returning_visitors_dfid_cookie_becomes_the_anonymous_id_and_is_not_re
         "ga": returning["_ga"],
         "fbp": returning["_fbp"],
         "ttp": returning["_ttp"],
+        "pinUnauth": returning["_pin_unauth"],
+        "scid": returning["_scid"],
     }
     assert record.key == f"{pipeline.pipeline.id}:{returning['_dfid']}"
 

@@ -18,6 +18,9 @@ from signal_gateway.devbroker import broker_binary, start_broker, wait_for_port
 from tests.fixtures.gateway import Gateway, start_gateway
 from tests.fixtures.net import TcpProxy, free_port
 
+# The Chromium fixture (open_chromium) for every browser test module.
+pytest_plugins = ["tests.fixtures.chromium"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":

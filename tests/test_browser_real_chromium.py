@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
 from tests.fixtures.kafka import read_records
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOP_PAGE = b"<!doctype html><html><head><title>Shop</title></head><body>shop</body></html>"
 
 # What a first-party collector does: text/plain (no preflight) and credentials, so cookies travel.
@@ -63,28 +52,6 @@ def page_origin() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def open_chromium(transactional_db: None) -> Iterator[Callable[[], BrowserContext]]:
-    """A fresh headless Chromium context, opened on demand: Playwright's sync API marks the thread's
-    event loop as running, after which Django refuses ORM calls, so the test creates its pipeline
-    first. Depending on ``transactional_db`` closes the browser before the database is flushed."""
-    playwright: Playwright | None = None
-
-    def open_context() -> BrowserContext:
-        nonlocal playwright
-        if not os.path.exists(CHROMIUM):  # never `playwright install`: no downloads, CI installs Debian's
-            pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` (CI installs it)")
-        playwright = sync_playwright().start()
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context()
-        context.set_default_timeout(15_000)
-        return context
-
-    yield open_context
-    if playwright is not None:
-        playwright.stop()  # closes the browser and its contexts
 
 
 def send_page_view(page: Page, gateway: Gateway, write_key: str) -> tuple[dict[str, Any], list[str]]:

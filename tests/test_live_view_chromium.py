@@ -20,9 +20,9 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, Playwright, sync_playwright
 
 from pipelines.services import PipelineCreated
+from tests.fixtures.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.fixtures.gateway import ROOT, Gateway
 from tests.fixtures.http import Response, post
-from tests.test_browser_real_chromium import CHROMIUM, CHROMIUM_ARGS
 
 PASSWORD = "correct horse battery staple"
 ROWS_WITHIN = 5.0  # seconds, from the event's answer to its row (issue 10)

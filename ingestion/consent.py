@@ -141,9 +141,17 @@ def canonical(context: Mapping[str, Any] | None, *, required: bool = False) -> C
     return result
 
 
+# What an event whose page said nothing carries: built once (most events say nothing; bench/).
+_NOT_SAID = canonical(None)
+_NOT_SAID_REQUIRED = canonical(None, required=True)
+
+
 def tag(context: dict[str, Any], *, required: bool) -> None:
     """Put ``canonical`` into ``context["consent"]`` (a copy; the client's own keys are kept)."""
     given = context.get("consent")
+    if given is None and "consentManagement" not in context:
+        context["consent"] = {"canonical": (_NOT_SAID_REQUIRED if required else _NOT_SAID).copy()}
+        return
     found = canonical(context, required=required)
     if isinstance(given, dict):
         context["consent"] = {**given, "canonical": found}
@@ -184,9 +192,10 @@ def cookie_permits(content: object, meta: Mapping[str, Any], *, required: bool) 
     denial in any of them wins, since one set of cookies answers them all."""
     found: Canonical = {}
     for context in _contexts(content):
-        for category, value in canonical(context).items():
-            if category != ESSENTIAL:
-                _say(found, category, value)
+        if "consent" in context or "consentManagement" in context:  # most say nothing: skip the reading
+            for category, value in canonical(context).items():
+                if category != ESSENTIAL:
+                    _say(found, category, value)
     gpc = meta.get("HTTP_SEC_GPC", "").strip() == "1"
     return Permits(
         analytics=_allows((found.get(ANALYTICS),), required=required),

@@ -12,6 +12,12 @@ Three kinds of answer:
 
 ``Origin: null`` (sandboxed frames, ``file:`` pages, some redirects) is never echoed: every such
 page shares that one value, so echoing it would let all of them read the answer.
+
+A preflight is the one answer that grants credentials before the pipeline is known (unless the page
+put ``?writeKey=`` on the URL): it only lets the browser *send* a credentialed request, which a
+``text/plain`` POST may do without any preflight, and that request's own answer is checked against
+the pipeline. Without it, an SDK that sends cookies with its ``Authorization`` header
+(RudderStack's XHR) could not post at all.
 """
 
 from __future__ import annotations

@@ -29,6 +29,14 @@ def parse(text: str) -> Address | None:
     return ip
 
 
+def normalise(text: object) -> str | None:
+    """``text`` as the gateway records an address (IPv4-mapped IPv6 as IPv4); None if it is no address."""
+    if type(text) is not str:
+        return None
+    ip = parse(text)
+    return None if ip is None else str(ip)
+
+
 def network(text: str) -> Network:
     """A CIDR; an IPv4-mapped IPv6 range (``::ffff:10.0.0.0/104``) as the IPv4 range it maps."""
     net = ipaddress.ip_network(text, strict=False)

@@ -156,15 +156,17 @@ def _text(event: dict[str, Any], field: str) -> str | None:
 def _observed_context(context: dict[str, Any], facts: RequestFacts) -> None:
     """A page's context: ``ip`` and ``userAgent`` are what the gateway saw (the socket peer or a trusted
     proxy's X-Forwarded-For; the User-Agent header), whatever the body says; a different value the
-    body claimed is kept apart, in ``context.claimed``, masked by the IP mode like the observed one."""
+    body claimed is kept apart, in ``context.claimed`` (an address only if it is one, masked by the IP
+    mode like the observed one)."""
     claimed: dict[str, Any] = {}
     claimed_ip = context.pop("ip", None)
-    if claimed_ip is not None and claimed_ip != "" and claimed_ip != facts.ip:
-        kept = addresses.masked(claimed_ip if type(claimed_ip) is str else None, facts.ip_mode)
+    if claimed_ip is not None and claimed_ip != facts.ip:
+        # Only an address is kept, in the gateway's form, and as the IP mode leaves it.
+        kept = addresses.masked(addresses.normalise(claimed_ip), facts.ip_mode)
         if kept is not None and kept != facts.ip:
             claimed["ip"] = kept
     claimed_agent = context.pop("userAgent", None)
-    if claimed_agent is not None and claimed_agent != "" and claimed_agent != facts.user_agent:
+    if type(claimed_agent) is str and claimed_agent and claimed_agent != facts.user_agent:
         claimed["userAgent"] = claimed_agent
     context.pop("claimed", None)
     if facts.ip:

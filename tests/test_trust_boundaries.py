@@ -240,3 +240,19 @@ def test_an_ipv4_mapped_address_in_x_forwarded_for_is_the_ipv4_address_it_maps(
     # Then the address is compared and recorded as IPv4: the mapped proxy is the proxy, never the visitor
     assert response.status == 200
     assert the_record(kafka_bootstrap, kafka_topic, pipeline).value["context"]["ip"] == recorded
+
+
+def test_a_claimed_address_that_is_no_address_is_not_kept(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given a page whose context.ip is markup, and whose context.userAgent is an object
+    body = {"event": "Viewed", "context": {"ip": "<script>alert(1)</script>", "userAgent": {"x": 1}}}
+
+    # When it posts
+    response = post(gateway.url + "/v1/t", body, key=pipeline.pipeline_key, headers={"User-Agent": CHROME})
+
+    # Then neither is in the event: the observed values are, and nothing is claimed
+    assert response.status == 200
+    context = the_record(kafka_bootstrap, kafka_topic, pipeline).value["context"]
+    assert (context["ip"], context["userAgent"]) == ("127.0.0.1", CHROME)
+    assert "claimed" not in context

@@ -149,6 +149,7 @@ class Delivery:
         attempt = 0
         orphans: list[SpoolDirectory] = []
         next_scan = 0.0
+        late_wait_until: float | None = None
         while True:
             try:
                 if time.monotonic() >= next_scan:
@@ -156,6 +157,8 @@ class Delivery:
                     orphans += await asyncio.to_thread(self.spool.orphans)
                 directory = next((o for o in orphans if o.depth), None) or self.spool.own
                 if not directory.depth and directory is self.spool.own:
+                    if self.spooling and not self.publisher.reachable and await self._kafka_answers():
+                        self.publisher.reachable = True  # nothing left to drain, and Kafka answers again
                     if self.spooling and self.publisher.reachable and not self.spool.appending:
                         self.spooling = False  # drained: new events go straight to Kafka again
                         logger.info("spool drained; publishing directly again")
@@ -166,11 +169,15 @@ class Delivery:
                     await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
                     attempt += 1
                     continue
-                if self._late and attempt < 50:
-                    # Records a request gave up on may still be delivered: hear of them first.
-                    await asyncio.sleep(0.1)
-                    attempt += 1
-                    continue
+                if self._late:
+                    # Records a request gave up on may still be delivered: hear of them first (at the
+                    # latest, librdkafka gives up on them after its message timeout).
+                    if late_wait_until is None:
+                        late_wait_until = time.monotonic() + self.publisher.message_timeout_s + 1.0
+                    if time.monotonic() < late_wait_until:
+                        await asyncio.sleep(0.1)
+                        continue
+                late_wait_until = None
                 if await self._drain_batch(directory):
                     attempt = 0
                 else:

@@ -32,6 +32,21 @@ from ingestion.records import Record
 logger = logging.getLogger(__name__)
 
 
+# Delivery errors after which this producer will never deliver again, whatever Kafka does: its
+# producer id or epoch is no longer Kafka's (an idempotent producer's records timed out during an
+# outage, it bumped its epoch, and the broker answers that a newer producer fences it).
+_UNUSABLE = frozenset({
+    KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID, KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError._FENCED, KafkaError._FATAL,
+})  # fmt: skip
+
+
+# ...and a record that timed out: the idempotent producer then bumps its epoch, which this broker
+# answers by fencing whatever the producer sends next, part of a batch included. A new producer
+# (a new id) before anything else is sent keeps that batch whole.
+_REPLACE_AFTER = _UNUSABLE | {KafkaError._MSG_TIMED_OUT}
+
+
 class PublishUnavailable(Unavailable):
     """Kafka could not take the record within the bounded wait (503 + Retry-After to the client)."""
 
@@ -67,6 +82,7 @@ class Publisher:
         self.bootstrap = bootstrap
         self.topic = topic
         self.ack_timeout = ack_timeout
+        self.message_timeout_s = message_timeout_ms / 1000
         self._config = {
             **producer_config(bootstrap, linger_ms, message_timeout_ms),
             "error_cb": self._on_error,
@@ -160,7 +176,7 @@ class Publisher:
         old, self._producer = self._producer, self._new_producer()
         self.recreated += 1
         self.reachable = False
-        logger.error("kafka producer hit a fatal error (%s); replaced it with a new one", err.str() if err else "?")
+        logger.error("kafka producer can no longer deliver (%s); replaced it with a new one", err.str() if err else "?")
         try:
             old.purge(in_queue=True, in_flight=True, blocking=False)
             old.poll(0)  # delivery reports for what was purged
@@ -176,6 +192,9 @@ class Publisher:
             if self._completed and self._loop is not None:
                 batch = self._completed[:]
                 del self._completed[: len(batch)]
+                for _, err in batch:
+                    if err is not None and self._fatal is None and (err.fatal() or err.code() in _REPLACE_AFTER):
+                        self._fatal = err  # replaced at the next turn of this loop
                 try:
                     self._loop.call_soon_threadsafe(_complete, batch)
                 except RuntimeError:  # the loop is closed: nobody is waiting any more

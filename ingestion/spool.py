@@ -41,6 +41,7 @@ from ingestion.records import Record
 logger = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 64 * 1024 * 1024
+_ROOM = 4096  # less than this left counts as full (readiness)
 _FRAME_HEAD = struct.Struct("<II")
 _BODY_HEAD = struct.Struct("<QQH")
 _U32 = struct.Struct("<I")
@@ -300,8 +301,9 @@ class Spool:
         return future
 
     def full(self) -> bool:
-        """Whether the spool (every process's part) is at its cap, or its disk failed the last write."""
-        return self.failing or self.own.bytes + self._pending_bytes + self.others_bytes() >= self.max_bytes
+        """Whether the spool (every process's part) is at its cap, within a few events' room, or its
+        disk failed the last write."""
+        return self.failing or self.own.bytes + self._pending_bytes + self.others_bytes() + _ROOM >= self.max_bytes
 
     def others_bytes(self) -> int:
         """What other processes' directories hold (summed at most once a second)."""

@@ -72,12 +72,13 @@ class Delivery:
     def start(self) -> None:
         """Start the drainer on the running loop (at start-up, and by the first request otherwise)."""
         if self._drainer is None or self._drainer.done():
+            self._appended = asyncio.Event()  # of this loop (a test may run several, one after another)
             self._drainer = asyncio.get_running_loop().create_task(self._drain_forever(), name="spool-drainer")
 
     # -- the request's side ---------------------------------------------------------------------
 
     def submit(self, records: Sequence[Record]) -> Pending:
-        if self._drainer is None:
+        if self._drainer is None or self._drainer.done():
             self.start()
         if self.spooling or not self.publisher.reachable or self.closing:
             return self._to_spool(records)
@@ -118,9 +119,7 @@ class Delivery:
             pending.seqs = seqs
             if pending.late_delivered:
                 self._forgotten.update(seqs)
-        metrics.spool_state(
-            depth=self.spool.depth, size_bytes=self.spool.own.bytes, oldest_age_seconds=self.spool.oldest_age_seconds()
-        )
+        self._report()
 
     def _give_up_on(self, pending: Pending) -> None:
         """The request stops waiting for the producer and spools the records; if the producer
@@ -152,6 +151,7 @@ class Delivery:
         late_wait_until: float | None = None
         while True:
             try:
+                self._report()
                 if time.monotonic() >= next_scan:
                     next_scan = time.monotonic() + ORPHAN_SCAN_SECONDS
                     orphans += await asyncio.to_thread(self.spool.orphans)
@@ -220,10 +220,14 @@ class Delivery:
         if directory is self.spool.own:
             self._forgotten.difference_update(spooled.seq for spooled in batch)
         metrics.spool_drained(len(records))
-        metrics.spool_state(
-            depth=self.spool.depth, size_bytes=self.spool.own.bytes, oldest_age_seconds=self.spool.oldest_age_seconds()
-        )
+        self._report()
         return True
+
+    def _report(self) -> None:
+        spool = self.spool
+        metrics.spool_state(
+            depth=spool.depth, size_bytes=spool.own.bytes, oldest_age_seconds=spool.oldest_age_seconds()
+        )
 
     async def aclose(self) -> None:
         if self._drainer is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import override_settings
 
+from ingestion import dedup, delivery, ratelimit, redis_pipe
 from ingestion import publisher as publisher_module
 from ingestion.handler import IngestionHandler
 from pipelines import keystore as keystore_module
@@ -22,16 +24,20 @@ from tests.fixtures.queries import count_queries
 
 
 @pytest.fixture
-def fresh_singletons(kafka_bootstrap: str) -> Iterator[None]:
-    """This process's publisher and key store, pointed at the session's broker, and torn down after."""
-    with override_settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap):
-        publisher_module._default = None
-        keystore_module._default = None
+def fresh_singletons(kafka_bootstrap: str, tmp_path: Path) -> Iterator[None]:
+    """This process's publisher, key store, Redis pipe, limiter, dedup and delivery (with a spool of
+    its own), pointed at the session's broker, and torn down after."""
+    modules = (publisher_module, keystore_module, redis_pipe, ratelimit, dedup, delivery)
+    with override_settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, SPOOL_DIR=str(tmp_path / "spool")):
+        for module in modules:
+            module._default = None  # type: ignore[attr-defined]
         yield
+        if delivery._default is not None:
+            delivery._default.spool.close()
         if publisher_module._default is not None:
             publisher_module._default.close(timeout=5)
-        publisher_module._default = None
-        keystore_module._default = None
+        for module in modules:
+            module._default = None  # type: ignore[attr-defined]
 
 
 def scope(key: str) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def test_a_cached_key_costs_no_thread_hop_no_query_and_no_redis_command(
         redis_commands.append(args[0])
         return await real_execute(self, *args, **options)
 
-    async def scenario() -> tuple[tuple[int, int, int, int], list[int], int]:
+    async def scenario() -> tuple[tuple[int, int, int, int], list[int], int, tuple[int, int]]:
         monkeypatch.setattr(asyncio.BaseEventLoop, "run_in_executor", counting_run_in_executor)
         monkeypatch.setattr(aioredis.Redis, "execute_command", counting_execute)
         with count_queries() as warm_queries:
@@ -95,14 +101,18 @@ def test_a_cached_key_costs_no_thread_hop_no_query_and_no_redis_command(
         warm = (first, len(hops), warm_queries.count, len(redis_commands))
         hops.clear()
         redis_commands.clear()
+        pipe = redis_pipe.get_redis_pipe()
+        assert pipe is not None
+        leased = pipe.commands  # the first request leased rate-limit tokens for the next ones
         with count_queries() as queries:
             statuses = [await post_track(app, pipeline.pipeline_key) for _ in range(20)]
+        pipe_commands = (leased, pipe.commands - leased)
         monkeypatch.undo()
         await keystore_module.get_keystore().aclose()
         await sync_to_async(connections.close_all)()
-        return warm, statuses, queries.count
+        return warm, statuses, queries.count, pipe_commands
 
-    (first, warm_hops, warm_queries, warm_redis), statuses, queries = asyncio.run(scenario())
+    (first, warm_hops, warm_queries, warm_redis), statuses, queries, (leased, hot) = asyncio.run(scenario())
 
     assert first == 200
     assert warm_hops > 0 and warm_queries > 0 and warm_redis > 0  # the counters do see a miss
@@ -110,3 +120,4 @@ def test_a_cached_key_costs_no_thread_hop_no_query_and_no_redis_command(
     assert hops == []
     assert queries == 0
     assert redis_commands == []
+    assert leased > 0 and hot == 0  # rate-limit tokens come from a lease, not a round trip per request

@@ -159,7 +159,8 @@ class Delivery:
                 if not directory.depth and directory is self.spool.own:
                     if self.spooling and not self.publisher.reachable and await self._kafka_answers():
                         self.publisher.reachable = True  # nothing left to drain, and Kafka answers again
-                    if self.spooling and self.publisher.reachable and not self.spool.appending:
+                    idle = not self.spool.depth and not self.spool.appending  # again: that took a while
+                    if self.spooling and self.publisher.reachable and idle:
                         self.spooling = False  # drained: new events go straight to Kafka again
                         logger.info("spool drained; publishing directly again")
                     self._appended.clear()

@@ -231,8 +231,13 @@ class Publisher:
         return len(self._producer)
 
     def check(self, timeout: float = 1.0) -> None:
-        """Raise if no broker answers a metadata request (blocking; call off the loop)."""
-        self._producer.list_topics(self.topic, timeout=timeout)
+        """Raise unless a broker answers a metadata request now (blocking; call off the loop). A client
+        of its own, so that nothing cached can answer for a broker that is gone."""
+        admin = AdminClient(
+            {"bootstrap.servers": self.bootstrap, "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))},
+            logger=logging.getLogger("librdkafka"),
+        )
+        admin.list_topics(self.topic, timeout=timeout)
 
     def close(self, timeout: float = 10.0) -> int:
         """Flush what is queued, stop polling; returns how many records were left undelivered."""

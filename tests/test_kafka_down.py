@@ -73,6 +73,11 @@ def test_an_event_sent_while_kafka_is_unreachable_is_answered_200_within_the_bou
     assert (response.status, response.json()) == (200, {"success": True}), response.body
     assert waited < ACK_TIMEOUT + SLACK, waited
     assert "_dfid" in response.cookies
+    # ...and readiness tells the truth: still ready (the spool takes events), Kafka down, spooling
+    ready = request("GET", cut_off_kafka.gateway.url + "/readyz")
+    assert ready.status == 200
+    checks = ready.json()["checks"]
+    assert (checks["kafka"]["status"], checks["spool"]["mode"], checks["spool"]["depth"]) == ("down", "spooling", 1)
 
 
 def test_once_kafka_is_known_down_events_are_spooled_at_once(

@@ -62,6 +62,29 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "UNSUPPORTED_MEDIA_TYPE"
 
 
+# Refused on the wire, before the request reaches the application (signal_gateway.adapters.daphne).
+
+
+class MalformedRequest(ApiError):
+    """HTTP that cannot be parsed: a request line, header or chunk framing that is not HTTP/1.1."""
+
+    status, code = 400, "MALFORMED_REQUEST"
+
+
+class RequestTimeout(ApiError):
+    """The request's headers or body did not arrive within their deadline."""
+
+    status, code = 408, "REQUEST_TIMEOUT"
+
+
+class UriTooLong(ApiError):
+    status, code = 414, "URI_TOO_LONG"
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "HEADERS_TOO_LARGE"
+
+
 class RateLimited(ApiError):
     status, code, retry_after = 429, "RATE_LIMITED", 1
 

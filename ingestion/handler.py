@@ -13,14 +13,27 @@ import logging
 from time import perf_counter
 from typing import Any
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseNotAllowed
 from django.urls import Resolver404, ResolverMatch, get_resolver
 
 from ingestion import answers, metrics, request_ids
 from ingestion.api import body_limit
-from ingestion.errors import ApiError, InternalError, MethodNotAllowed, NotFound, Unavailable
+from ingestion.errors import (
+    ApiError,
+    HeadersTooLarge,
+    InternalError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unavailable,
+    UriTooLong,
+)
 from ingestion.lifecycle import InFlight
+from signal_gateway.adapters.daphne import Refusal, WireAnswer
 from signal_gateway.adapters.django import DeferredResponse
 
 logger = logging.getLogger(__name__)
@@ -32,6 +45,10 @@ _ALWAYS_ANSWERED = frozenset({"/healthz", "/readyz", "/metrics"})
 CLIENT_CLOSED = 499
 # The body as sent may be a little over the input's limit (the exact limit applies after decompression).
 _SLACK = 4096
+INGESTION_PREFIX = "/v1/"
+# Paths served by Django's own handler (the admin): Django refuses form data over
+# DATA_UPLOAD_MAX_MEMORY_SIZE itself; the wire stops a body well past it.
+_OTHER_PATHS_SLACK = 64 * 1024
 
 
 class _Disconnected(Exception):
@@ -78,6 +95,42 @@ async def send_response(response: HttpResponse, send: Any, request_id: str) -> N
     headers.append((b"X-Request-ID", request_id.encode("ascii")))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class WireLimits:
+    """What daphne's connection asks before a request reaches any handler (the contract is
+    signal_gateway.adapters.daphne's ``Wire``): how many bytes a path's body may weigh as sent, the
+    same limit ``_read_body`` holds the ingestion paths to, and the answer, in the one error shape,
+    to a request refused on the wire. Given to ``tune_requests`` by signal_gateway.asgi."""
+
+    def body_limit(self, path: str) -> int:
+        if path.startswith(INGESTION_PREFIX):
+            return body_limit(path)[0] + _SLACK
+        return (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 10 * 1024 * 1024) + _OTHER_PATHS_SLACK
+
+    def refusal(self, reason: Refusal, path: str, *, limit: int, timeout: float) -> WireAnswer:
+        error: ApiError
+        if reason is Refusal.BODY_TOO_LARGE:
+            if path.startswith(INGESTION_PREFIX):
+                most, too_large = body_limit(path)
+                error = too_large(f"the body is over {most} bytes")
+            else:
+                error = PayloadTooLarge(f"the body is over {limit} bytes")
+        elif reason is Refusal.HEADERS_TOO_LARGE:
+            error = HeadersTooLarge("the request's headers are over 16384 bytes, 500 lines or 16384 bytes in one line")
+        elif reason is Refusal.REQUEST_LINE_TOO_LONG:
+            error = UriTooLong("the request line is over 16384 bytes")
+        elif reason is Refusal.HEADERS_TIMEOUT:
+            error = RequestTimeout(f"the request's headers did not arrive within {timeout:g} s")
+        elif reason is Refusal.BODY_TIMEOUT:
+            error = RequestTimeout(f"the request's body did not arrive within {timeout:g} s")
+        else:
+            error = MalformedRequest("the request is not well-formed HTTP/1.1")
+        response = answers.refusal(error)
+        parts = response.deferred_parts()
+        assert parts is not None  # a refusal is never used as a Django response
+        body, content_type = parts
+        return WireAnswer(response.status_code, [(b"Content-Type", content_type.encode()), *response.raw_headers], body)
 
 
 class IngestionHandler:

@@ -11,6 +11,7 @@ import gc
 import os
 from typing import Any
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signal_gateway.settings")
@@ -25,7 +26,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ingestion import lifecycle  # noqa: E402
 from ingestion.consumers import websocket_urlpatterns  # noqa: E402
-from ingestion.handler import IngestionHandler  # noqa: E402
+from ingestion.handler import IngestionHandler, WireLimits  # noqa: E402
 from signal_gateway.adapters.daphne import tune_requests  # noqa: E402
 
 GC_GEN0_THRESHOLD = 20_000
@@ -45,7 +46,7 @@ async def http_router(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 lifecycle.start()
-tune_requests()
+tune_requests(wire=WireLimits(), headers_timeout=settings.HTTP_HEADERS_TIMEOUT, body_timeout=settings.HTTP_BODY_TIMEOUT)
 
 # Everything loaded so far (Django, models, URL patterns) lives as long as the process: move it out
 # of the collector's view so a full collection does not rescan it on the request path, and collect

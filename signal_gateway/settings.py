@@ -144,6 +144,11 @@ DEDUP_WINDOW_SECONDS = env_int("DEDUP_WINDOW_SECONDS", 24 * 3600)
 # The longest a request waits for Redis (dedup marks, rate-limit leases) before going on without it.
 REDIS_HOT_PATH_TIMEOUT = env_float("REDIS_HOT_PATH_TIMEOUT", 0.25)
 
+# Deadlines on the wire (signal_gateway.adapters.daphne): a request's headers from its first byte, its
+# body from the end of its headers. Twisted's idle timer alone restarts on every byte a client trickles.
+HTTP_HEADERS_TIMEOUT = env_float("HTTP_HEADERS_TIMEOUT", 10.0)
+HTTP_BODY_TIMEOUT = env_float("HTTP_BODY_TIMEOUT", 30.0)
+
 
 def _dev_encryption_key(secret: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(b"signal-gateway:" + secret.encode()).digest()).decode()

@@ -4,19 +4,24 @@ against the pinned versions: when an upgrade changes what one relies on, a test 
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.http import HttpRequest, HttpResponse
 from ninja import Status
 from ninja.testing import TestAsyncClient
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from signal_gateway.adapters import ninja as ninja_adapter
-from signal_gateway.adapters.daphne import tune_requests
+from signal_gateway.adapters.daphne import Refusal, WireAnswer, tune_requests
 from signal_gateway.adapters.django import DeferredResponse
 from signal_gateway.devbroker import wait_for_port
 from tests.fixtures.http import request
@@ -138,10 +143,50 @@ def test_every_attribute_django_gives_a_response_is_set_by_its_init() -> None:
         assert type(value) is type(getattr(whole, name)), name
 
 
-# -- daphne: the request class ----------------------------------------------------------------
+# -- daphne: the connection and request classes --------------------------------------------------
 
 
-def test_daphne_builds_each_request_with_the_gateways_request_class() -> None:
+class ProbeWire:
+    """Limits of our own, so the test pins what the adapter does, not what ingestion decides."""
+
+    def body_limit(self, path: str) -> int:
+        return 100 if path == "/small" else 10_000
+
+    def refusal(self, reason: Refusal, path: str, *, limit: int, timeout: float) -> WireAnswer:
+        return WireAnswer(418, [(b"X-Path", path.encode())], f"{reason.name} {limit} {timeout:g}".encode())
+
+
+class ProbeServer:
+    """What daphne's WebRequest asks of its server before the application is involved."""
+
+    def __init__(self) -> None:
+        self.connections: dict[Any, dict[str, Any]] = {}
+
+    def protocol_connected(self, protocol: Any) -> None:
+        self.connections[protocol] = {}
+
+    def protocol_disconnected(self, protocol: Any) -> None:
+        self.connections.pop(protocol, None)
+
+
+@pytest.fixture
+def wire_connection() -> Iterator[Callable[[], tuple[Any, StringTransport, Clock]]]:
+    tune_requests(wire=ProbeWire(), headers_timeout=1.0, body_timeout=2.0)
+    from daphne import http_protocol
+
+    def connect() -> tuple[Any, StringTransport, Clock]:
+        clock = Clock()
+        protocol = http_protocol.HTTPFactory(server=ProbeServer()).buildProtocol(("127.0.0.1", 1))
+        protocol.callLater = clock.callLater
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport, clock
+
+    yield connect
+    tune_requests()
+
+
+def test_daphne_builds_each_connection_and_request_with_the_gateways_classes() -> None:
     # Given the adaptation applied
     tune_requests()
     from daphne import http_protocol
@@ -150,11 +195,123 @@ def test_daphne_builds_each_request_with_the_gateways_request_class() -> None:
     # When daphne's factory builds the protocol for a new connection
     protocol = http_protocol.HTTPFactory(server=None).buildProtocol(("127.0.0.1", 1))
 
-    # Then its requests are ours: a Twisted Request that does not parse forms
+    # Then its requests are ours: a Twisted Request that does not parse forms, on our HTTPChannel
     assert protocol.requestFactory is http_protocol.WebRequest
     assert getattr(protocol.requestFactory, "parses_forms", True) is False
     assert issubclass(protocol.requestFactory, http.Request)
     assert hasattr(http_protocol.WebRequest, "finish")
+    assert isinstance(protocol._channel, http.HTTPChannel)
+    assert hasattr(protocol._channel, "refuse")
+    for name in ("length", "_receivedHeaderSize", "_receivedHeaderCount", "_handlingRequest"):
+        assert hasattr(protocol._channel, name), name
+    assert (http.HTTPChannel.totalHeadersSize, http.HTTPChannel.maxHeaders, http.HTTPChannel.MAX_LENGTH) == (
+        16384,
+        500,
+        16384,
+    )  # the figures the refusals quote (ingestion.handler.WireLimits)
+
+
+def test_a_content_length_over_the_paths_limit_is_answered_from_the_headers(wire_connection: Any) -> None:
+    # Given a connection, and a path whose bodies may weigh 100 bytes
+    protocol, transport, _ = wire_connection()
+
+    # When a request announces 101, expecting "100 Continue"
+    protocol.dataReceived(b"POST /small?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\nExpect: 100-continue\r\n\r\n")
+
+    # Then the wire's answer is written at once, with no "100 Continue", and the connection ends
+    written = transport.value()
+    assert written.startswith(b"HTTP/1.1 418 "), written
+    assert b"X-Path: /small\r\n" in written and b"Connection: close\r\n" in written
+    assert written.endswith(b"\r\n\r\nBODY_TOO_LARGE 100 1")
+    assert b"100 Continue" not in written
+    assert transport.disconnecting
+
+
+def test_a_chunked_body_is_refused_where_it_passes_the_limit_and_the_rest_is_discarded(wire_connection: Any) -> None:
+    # Given a chunked request to a path whose bodies may weigh 100 bytes
+    protocol, transport, _ = wire_connection()
+    protocol.dataReceived(b"POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert transport.value() == b""
+
+    # When 60 bytes arrive, then 60 more and the end of the body
+    protocol.dataReceived(b"3c\r\n" + b"x" * 60 + b"\r\n")
+    before = transport.value()
+    protocol.dataReceived(b"3c\r\n" + b"x" * 60 + b"\r\n0\r\n\r\n")
+
+    # Then nothing was answered while it was within the limit, the refusal came with the 120th byte,
+    # and the request never went on to the application
+    assert before == b""
+    assert transport.value().startswith(b"HTTP/1.1 418 ")
+    assert transport.value().endswith(b"BODY_TOO_LARGE 100 1")
+    assert not protocol._channel._handlingRequest
+
+
+def test_a_body_within_the_limit_is_kept_in_memory_not_in_a_temporary_file(wire_connection: Any) -> None:
+    # Given a request whose Content-Length (9,000) Twisted would spool to a file past 100,000 bytes
+    # and a limit of 10,000 on its path
+    protocol, _, _ = wire_connection()
+    protocol.dataReceived(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\n\r\n" + b"x" * 10)
+
+    # When we look where its body goes
+    request = protocol._channel.requests[-1]
+
+    # Then it is memory
+    assert isinstance(request.content, io.BytesIO)
+
+
+def test_the_headers_deadline_runs_from_the_first_byte_whatever_the_client_trickles(wire_connection: Any) -> None:
+    # Given a connection whose headers must arrive within 1 s
+    protocol, transport, clock = wire_connection()
+
+    # When a byte comes every 0.125 s (each one resets Twisted's idle timer)
+    for byte in b"POST /small HTTP/1.1\r\nHost: x\r\n":
+        protocol.dataReceived(bytes([byte]))
+        clock.advance(0.125)
+        if transport.value():
+            break
+
+    # Then the deadline answered after 1 s
+    assert transport.value().endswith(b"HEADERS_TIMEOUT 0 1"), transport.value()
+    assert clock.seconds() == pytest.approx(1.0)
+
+
+def test_the_body_deadline_runs_from_the_end_of_the_headers(wire_connection: Any) -> None:
+    # Given a request whose body must arrive within 2 s of its headers
+    protocol, transport, clock = wire_connection()
+    protocol.dataReceived(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n")
+
+    # When its body trickles
+    for _ in range(30):
+        protocol.dataReceived(b"x")
+        clock.advance(0.1)
+
+    # Then it is refused at 2 s
+    assert transport.value().endswith(b"BODY_TIMEOUT 10000 2"), transport.value()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (
+            b"POST /small HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(501)) + b"\r\n",
+            b"HEADERS_TOO_LARGE",
+        ),
+        (b"POST /small HTTP/1.1\r\nX-Big: " + b"v" * 17_000 + b"\r\n", b"HEADERS_TOO_LARGE"),
+        (b"GET /" + b"a" * 17_000 + b" HTTP/1.1\r\n", b"REQUEST_LINE_TOO_LONG"),
+        (b"POST /small HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"MALFORMED"),
+    ],
+    ids=["501 headers", "a 17 KB header line", "a 17 KB request line", "a bad Content-Length"],
+)
+def test_what_twisted_refuses_is_answered_in_the_wires_words(wire_connection: Any, raw: bytes, reason: bytes) -> None:
+    # Given a connection
+    protocol, transport, _ = wire_connection()
+
+    # When Twisted's parser gives up on what it was sent
+    protocol.dataReceived(raw)
+
+    # Then the answer is the wire's, not a bare 400 or a closed connection
+    assert transport.value().startswith(b"HTTP/1.1 418 "), transport.value()[:100]
+    assert reason in transport.value()
 
 
 # -- Twisted: the SIGTERM handler --------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingestion import event_types
-from ingestion.envelope import MAX_ID_LENGTH, iso_from_ms
+from ingestion.envelope import MAX_ID_LENGTH, MAX_TIME_LENGTH, iso_from_ms
 
 # What a mapping may write: whole objects (and fields nested under them), text fields, and the two
 # fields read specially (type, timestamp). Declared once: validate_mapping and apply_mapping use them.
@@ -75,6 +75,8 @@ def _as_timestamp(value: Any) -> str | None:
             return None
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > MAX_TIME_LENGTH:
+            return None  # the envelope refuses longer times; refusing the webhook would lose the event
         if _DIGITS.fullmatch(text):
             return _as_timestamp(int(text))
         try:

@@ -642,6 +642,19 @@ def test_mapping_notes_a_path_that_is_not_in_the_payload_and_leaves_the_field_ou
     assert any("data.object.lines.data.5.id" in note for note in notes)
 
 
+def test_mapping_keeps_a_timestamp_too_long_for_the_envelope_in_properties_not_refused() -> None:
+    # Given a payload whose mapped time is an ISO string with 100 characters of fraction
+    stamp = "2024-05-01T12:00:00." + "1" * 100 + "Z"
+
+    # When it is mapped
+    event, notes = apply_mapping({"at": stamp}, {"timestamp": "at"})
+
+    # Then the envelope would refuse it, so it is kept under properties, with a note
+    assert "timestamp" not in event
+    assert event["properties"]["timestamp"] == stamp
+    assert any(note.startswith("timestamp:") for note in notes)
+
+
 def test_mapping_without_a_readable_event_name_falls_back_to_webhook_and_says_so() -> None:
     event, notes = apply_mapping({"kind": "ping", "n": 1}, {"event": "type", "properties.n": "n"})
 

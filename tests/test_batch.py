@@ -160,6 +160,40 @@ def test_a_gzip_batch_is_accepted(
     assert set(envelopes) == {e["messageId"] for e in events}
 
 
+def test_a_gzip_batch_in_two_members_is_published_whole(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given a batch whose gzip body is two members, split in the middle of its events
+    events = [track(n) for n in range(4)]
+    body = json.dumps({"batch": events}).encode()
+    raw = gzip.compress(body[: len(body) // 2]) + gzip.compress(body[len(body) // 2 :])
+
+    # When it is posted
+    response = send(gateway, pipeline, raw, headers={"Content-Encoding": "gzip"})
+
+    # Then every event is accepted and published, the second member's too
+    assert response.status == 200, response.body
+    assert response.json() == accepted(4)
+    envelopes = by_message_id(published(kafka_bootstrap, kafka_topic, pipeline, expect=4))
+    assert set(envelopes) == {e["messageId"] for e in events}
+
+
+def test_two_gzip_batches_in_one_body_are_refused_not_half_published(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given two whole batches, each its own gzip member, in one body
+    raw = gzip.compress(json.dumps({"batch": [track(1)]}).encode()) + gzip.compress(
+        json.dumps({"batch": [track(2)]}).encode()
+    )
+
+    # When it is posted
+    response = send(gateway, pipeline, raw, headers={"Content-Encoding": "gzip"})
+
+    # Then it is refused whole (the second was once dropped with a 200), and nothing is published
+    assert_error(response, 400, "INVALID_PAYLOAD")
+    assert published(kafka_bootstrap, kafka_topic, pipeline) == []
+
+
 def test_a_full_batch_of_500_events_is_accepted(
     gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
 ) -> None:

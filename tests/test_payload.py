@@ -3,13 +3,14 @@ screened by counting brackets, and for large ones, which are walked straight awa
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
 import pytest
 
-from ingestion.errors import InvalidPayload
-from ingestion.payload import MAX_DEPTH, decode_json_body
+from ingestion.errors import InvalidPayload, PayloadTooLarge
+from ingestion.payload import MAX_DEPTH, MAX_GZIP_MEMBERS, decode_json_body, decompress
 from tests.fixtures.payloads import nested
 
 
@@ -59,3 +60,57 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 
     # When it is decoded, then it is accepted: only real containers count
     assert decode(body) == body
+
+
+# -- gzip -------------------------------------------------------------------------------------------
+
+
+def gunzip(raw: bytes, limit: int = 1 << 20) -> bytes:
+    return decompress(raw, content_encoding="gzip", limit=limit)
+
+
+def test_every_member_of_a_multi_member_gzip_body_is_decoded() -> None:
+    # Given a batch whose gzip body is two members (what concatenating two gzip streams makes)
+    body = json.dumps({"batch": [{"event": "A"}, {"event": "B"}]}).encode()
+    raw = gzip.compress(body[:20]) + gzip.compress(body[20:])
+
+    # When it is decompressed, then the second member's bytes are there too
+    assert gunzip(raw) == body
+
+
+def test_members_that_together_inflate_past_the_limit_are_refused_as_too_large() -> None:
+    # Given two members of 40 KB each, under a 64 KB limit alone but not together
+    raw = gzip.compress(b"x" * 40_000) * 2
+
+    # When it is decompressed, then it is too large
+    with pytest.raises(PayloadTooLarge):
+        gunzip(raw, limit=64 * 1024)
+
+
+@pytest.mark.parametrize("garbage", [b"garbage", b"\x00" * 8, b"\x1f"], ids=["text", "zeros", "half a magic number"])
+def test_bytes_after_the_gzip_stream_are_refused(garbage: bytes) -> None:
+    # Given a gzip body followed by bytes that are not another member
+    raw = gzip.compress(b'{"event": "A"}') + garbage
+
+    # When it is decompressed, then it is refused as the client's fault
+    with pytest.raises(InvalidPayload, match="after the gzip"):
+        gunzip(raw)
+
+
+def test_a_truncated_second_member_is_refused() -> None:
+    # Given a whole member followed by half of another
+    second = gzip.compress(b'{"event": "B"}')
+    raw = gzip.compress(b'{"event": "A"}') + second[: len(second) // 2]
+
+    # When it is decompressed, then it is refused
+    with pytest.raises(InvalidPayload, match="truncated"):
+        gunzip(raw)
+
+
+def test_a_body_of_more_gzip_members_than_the_limit_is_refused() -> None:
+    # Given a body of thousands of empty gzip members (each costs a decompressor and a copy of the rest)
+    raw = gzip.compress(b"") * 10_000
+
+    # When it is decompressed, then it is refused quickly, saying why
+    with pytest.raises(InvalidPayload, match=f"more than {MAX_GZIP_MEMBERS} gzip members"):
+        gunzip(raw)

@@ -22,10 +22,17 @@ def _media_type(content_type: str) -> str:
 
 
 def decode_json_body(
-    raw: bytes, *, content_type: str, content_encoding: str, limit: int, too_large: type[ApiError] = PayloadTooLarge
+    raw: bytes,
+    *,
+    content_type: str,
+    content_encoding: str,
+    limit: int,
+    too_large: type[ApiError] = PayloadTooLarge,
+    max_depth: int | None = MAX_DEPTH,
 ) -> dict[str, Any]:
     """The body as a JSON object; JSON may come as application/json or text/plain (no preflight).
-    Over ``limit`` bytes, as sent or once decompressed, raises ``too_large``."""
+    Over ``limit`` bytes, as sent or once decompressed, raises ``too_large``; nesting deeper than
+    ``max_depth`` containers raises InvalidPayload (None: the caller checks nesting itself, part by part)."""
     if _media_type(content_type) not in _JSON_TYPES:
         raise UnsupportedMediaType(
             f"content type {content_type!r} is not accepted; send application/json or text/plain"
@@ -39,11 +46,12 @@ def decode_json_body(
         raise InvalidPayload(f"the body is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidPayload("the body must be a JSON object")
-    # Fewer brackets than the limit cannot nest past it: a small body (one event) skips the walk.
-    # A large body (a batch) nearly always has more, so it is walked without counting first.
-    small = len(data) <= _COUNT_BELOW and data.count(b"{") + data.count(b"[") <= MAX_DEPTH
-    if not small and depth_exceeds(body, MAX_DEPTH):
-        raise InvalidPayload(f"the body nests deeper than {MAX_DEPTH} levels")
+    if max_depth is not None:
+        # Fewer brackets than the limit cannot nest past it: a small body (one event) skips the walk.
+        # A large body nearly always has more, so it is walked without counting first.
+        small = len(data) <= _COUNT_BELOW and data.count(b"{") + data.count(b"[") <= max_depth
+        if not small and depth_exceeds(body, max_depth):
+            raise InvalidPayload(f"the body nests deeper than {max_depth} levels")
     return body
 
 

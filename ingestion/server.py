@@ -17,6 +17,10 @@ from pipelines.keystore import PipelineSnapshot
 
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
+# An item nesting deeper than payload.MAX_DEPTH is reported by its index; one past this is refused
+# with its whole batch, since a refused item is re-encoded for the rejected-events topic and orjson
+# encodes at most 254 levels.
+MAX_BATCH_ITEM_DEPTH = 128
 
 
 def _verify(request: HttpRequest, pipeline: PipelineSnapshot, *, required: bool) -> None:
@@ -46,6 +50,18 @@ class Batch(intake.Input):
     body_limit = MAX_BATCH_BYTES
     too_large = BatchTooLarge
 
+    def read(self, request: HttpRequest) -> Any:
+        # Nesting is checked item by item (events), so one deep event does not sink the batch.
+        meta = request.META
+        return payload.decode_json_body(
+            request.body,
+            content_type=meta.get("CONTENT_TYPE", ""),
+            content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
+            limit=self.body_limit,
+            too_large=self.too_large,
+            max_depth=None,
+        )
+
     def verify(self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot) -> None:
         _verify(request, pipeline, required=False)
 
@@ -63,9 +79,12 @@ class Batch(intake.Input):
             raise InvalidPayload('the body must be {"batch": [event, ...]}')
         if len(items) > MAX_BATCH_EVENTS:
             raise BatchTooLarge(f"a batch holds at most {MAX_BATCH_EVENTS} events; this one has {len(items)}")
+        top_context = content.get("context")
+        if isinstance(top_context, (dict, list)) and payload.depth_exceeds(top_context, payload.MAX_DEPTH - 1):
+            # It sits under every event's own context, one level down.
+            raise InvalidPayload(f"the batch's context nests deeper than {payload.MAX_DEPTH - 1} levels")
         # Every event is within the per-event limit when the whole body is.
         check_sizes = len(request.body) > payload.MAX_EVENT_BYTES or request.META.get("HTTP_CONTENT_ENCODING")
-        top_context = content.get("context")
         events: list[Any] = []
         for item in items:
             events.append(_item(item, top_context, check_sizes=bool(check_sizes)))
@@ -73,6 +92,10 @@ class Batch(intake.Input):
 
 
 def _item(item: Any, top_context: Any, *, check_sizes: bool) -> dict[str, Any] | intake.Refused:
+    if isinstance(item, (dict, list)) and payload.depth_exceeds(item, payload.MAX_DEPTH):
+        if payload.depth_exceeds(item, MAX_BATCH_ITEM_DEPTH):
+            raise InvalidPayload(f"a batch item nests deeper than {MAX_BATCH_ITEM_DEPTH} levels")
+        return intake.Refused(InvalidPayload(f"the event nests deeper than {payload.MAX_DEPTH} levels"), item)
     if not isinstance(item, dict):
         return intake.Refused(InvalidPayload("each batch item must be a JSON object"), item)
     if check_sizes and len(payload.encode(item)) > payload.MAX_EVENT_BYTES:

@@ -125,6 +125,28 @@ def test_one_bad_event_is_reported_by_index_and_the_good_ones_are_published(
     assert set(envelopes) == {e["messageId"] for e in good}
 
 
+@pytest.mark.parametrize("count", [3, 100], ids=["a small body", "a body over 8 KB"])
+def test_an_event_nested_too_deep_in_a_batch_is_rejected_alone(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str, count: int
+) -> None:
+    # Given a batch whose second event nests 33 levels deep, one past the limit
+    events = [track(n) for n in range(count)]
+    events[1] = track(1, properties=nested(32))
+
+    # When it is posted
+    response = send(gateway, pipeline, {"batch": events})
+
+    # Then only that event is rejected, like any other bad item, and the others are published
+    assert response.status == 200, response.body
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (count - 1, 1)
+    [error] = body["errors"]
+    assert (error["index"], error["code"]) == (1, "INVALID_PAYLOAD")
+    assert "deeper than 32" in error["message"]
+    envelopes = by_message_id(published(kafka_bootstrap, kafka_topic, pipeline, expect=count - 1))
+    assert set(envelopes) == {e["messageId"] for i, e in enumerate(events) if i != 1}
+
+
 def test_an_event_over_64_kb_in_a_batch_is_rejected_alone(
     gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
 ) -> None:
@@ -270,10 +292,9 @@ def test_a_gzip_batch_that_inflates_past_5_mb_is_refused_whole_and_nothing_is_pu
 NOT_A_BATCH = {
     "no batch key": {"events": [track(0)]},
     "batch is an object": {"batch": track(0)},
-    # Over 8 KB, so the gateway walks the parsed body rather than counting brackets first.
-    "an event nesting deeper than 32 levels": {
-        "batch": [*(track(n) for n in range(100)), track(100, properties=nested(33))]
-    },
+    # Too deep to be read item by item: the whole body is refused, as any body nesting past 32 once was.
+    "an event nesting deeper than 128 levels": {"batch": [track(0), track(1, properties=nested(130))]},
+    "a batch context nesting deeper than 32 levels": {"batch": [track(0)], "context": nested(33)},
 }
 
 

@@ -83,7 +83,8 @@ class Batch(intake.Input):
         if isinstance(top_context, (dict, list)) and payload.depth_exceeds(top_context, payload.MAX_DEPTH - 1):
             # It sits under every event's own context, one level down.
             raise InvalidPayload(f"the batch's context nests deeper than {payload.MAX_DEPTH - 1} levels")
-        # Every event is within the per-event limit when the whole body is.
+        # Every event, its share of the batch's context included, is within the per-event limit when
+        # the whole body is.
         check_sizes = len(request.body) > payload.MAX_EVENT_BYTES or request.META.get("HTTP_CONTENT_ENCODING")
         events: list[Any] = []
         for item in items:
@@ -98,11 +99,11 @@ def _item(item: Any, top_context: Any, *, check_sizes: bool) -> dict[str, Any] |
         return intake.Refused(InvalidPayload(f"the event nests deeper than {payload.MAX_DEPTH} levels"), item)
     if not isinstance(item, dict):
         return intake.Refused(InvalidPayload("each batch item must be a JSON object"), item)
-    if check_sizes and len(payload.encode(item)) > payload.MAX_EVENT_BYTES:
+    event = {**item, "context": _merge_context(top_context, item.get("context"))} if top_context else item
+    # The limit holds for the event as published, the batch's context included.
+    if check_sizes and len(payload.encode(event)) > payload.MAX_EVENT_BYTES:
         return intake.Refused(PayloadTooLarge(f"the event is over {payload.MAX_EVENT_BYTES} bytes"), item)
-    if top_context:
-        return {**item, "context": _merge_context(top_context, item.get("context"))}
-    return item
+    return event
 
 
 def _merge_context(top: Any, own: Any) -> Any:

@@ -16,10 +16,14 @@ from django.http import HttpRequest
 from ingestion import auth, event_types, intake, payload, signatures, webhook_mapping
 from ingestion.client import public_url, request_facts
 from ingestion.envelope import RequestFacts, build_envelope
-from ingestion.errors import NotFound
+from ingestion.errors import InvalidPayload, NotFound
 from pipelines.keystore import PipelineSnapshot, WebhookSource
 
-MAX_WEBHOOK_BYTES = 1024 * 1024
+# Below what the producer can publish (ingestion.records.MAX_VALUE_BYTES, about 1 MB): the payload is
+# published once as properties.payload, or mapped into properties, traits and context; even copied
+# twice, a payload of 512 KiB fits. What still does not (text that JSON escapes six-fold, a mapping
+# that copies a payload three times) is refused 413 by to_record, never 503.
+MAX_WEBHOOK_BYTES = 512 * 1024
 
 
 def _decode(raw: bytes) -> Any:
@@ -73,7 +77,11 @@ class Webhook(intake.Input):
         raw = payload.decompress(
             request.body, content_encoding=request.META.get("HTTP_CONTENT_ENCODING", ""), limit=self.body_limit
         )
-        event, notes = webhook_mapping.apply_mapping(_decode(raw), source.mapping)
+        decoded = _decode(raw)
+        if isinstance(decoded, (dict, list)) and payload.depth_exceeds(decoded, payload.MAX_DEPTH):
+            # A 4xx, so the vendor stops: past 254 levels orjson cannot encode it, nor copy.deepcopy map it.
+            raise InvalidPayload(f"the webhook payload nests deeper than {payload.MAX_DEPTH} levels")
+        event, notes = webhook_mapping.apply_mapping(decoded, source.mapping)
         context = event.setdefault("context", {})
         if isinstance(context, dict):
             context["webhook"] = {"scheme": source.scheme, **({"notes": notes} if notes else {})}

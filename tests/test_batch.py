@@ -147,6 +147,24 @@ def test_an_event_nested_too_deep_in_a_batch_is_rejected_alone(
     assert set(envelopes) == {e["messageId"] for i, e in enumerate(events) if i != 1}
 
 
+def test_events_that_the_batch_context_takes_past_64_kb_are_rejected_each_not_retried_whole(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given a batch of small events under a top-level context of 1.5 MB (over Kafka's 1 MB once merged)
+    events = [track(n) for n in range(3)]
+    body = {"batch": events, "context": {"blob": "x" * 1_500_000}}
+
+    # When it is posted
+    response = send(gateway, pipeline, body)
+
+    # Then each event is rejected as too large (once the whole batch was a 503, retried forever)
+    assert response.status == 200, response.body
+    report = response.json()
+    assert (report["accepted"], report["rejected"]) == (0, 3)
+    assert [(e["index"], e["code"]) for e in report["errors"]] == [(n, "PAYLOAD_TOO_LARGE") for n in range(3)]
+    assert published(kafka_bootstrap, kafka_topic, pipeline) == []
+
+
 def test_an_event_over_64_kb_in_a_batch_is_rejected_alone(
     gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
 ) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from ingestion.webhook import MAX_WEBHOOK_BYTES
 from pipelines import services
 from pipelines.services import PipelineCreated
 from tests.fixtures.gateway import Gateway
@@ -742,3 +743,70 @@ def test_a_mapped_epoch_before_the_year_1000_is_published_as_an_iso_time(
     assert_accepted(response)
     envelope = the_record(kafka_bootstrap, kafka_topic, pipeline).value
     assert envelope["originalTimestamp"] == "0385-07-25T07:06:40.000Z"
+
+
+# -- what can never be published: 4xx, so the vendor stops retrying ------------------------------------------
+
+
+def test_a_webhook_nested_past_the_limit_is_refused_with_400(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given an unauthenticated source, and payloads nested 33, 300 and 900 levels deep (orjson encodes 254)
+    source_id = webhook_source(pipeline, "none", mapping=GENERIC_MAPPING)
+    for depth in (33, 300, 900):
+        body = b'{"a":' * depth + b"1" + b"}" * depth
+
+        # When each is posted
+        response = send(gateway, source_id, body)
+
+        # Then it is refused as the sender's fault (once a 500, which vendors retry), and nothing is published
+        assert_refused(response, 400, "INVALID_PAYLOAD")
+        assert "deeper than 32" in response.json()["error"]["message"]
+    assert nothing_published(kafka_bootstrap, kafka_topic, pipeline)
+
+
+def test_a_webhook_of_a_megabyte_is_refused_as_too_large_not_as_retryable(
+    gateway: Gateway, pipeline: PipelineCreated
+) -> None:
+    # Given a source, and a JSON payload of 1,000,000 bytes (under 1 MiB; its envelope is over Kafka's 1 MB)
+    source_id = webhook_source(pipeline, "none", mapping=GENERIC_MAPPING)
+    body = json_body({"event": "Big", "blob": "x" * 999_970})
+    assert 999_000 < len(body) < 1024 * 1024
+
+    # When it is posted
+    response = send(gateway, source_id, body)
+
+    # Then it is 413: too large to ever be published (once a 503 with MSG_SIZE_TOO_LARGE: retry forever)
+    assert_refused(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_a_webhook_within_the_body_limit_whose_envelope_cannot_be_published_is_refused_with_413(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given a source, and 400 KB of control characters as plain text: each one is six bytes as JSON
+    source_id = webhook_source(pipeline, "none", mapping=GENERIC_MAPPING)
+    body = b"\x01" * 400_000
+
+    # When it is posted
+    response = send(gateway, source_id, body, content_type="text/plain")
+
+    # Then it is 413, not a 503 the vendor would retry forever, and nothing is published
+    assert_refused(response, 413, "PAYLOAD_TOO_LARGE")
+    assert nothing_published(kafka_bootstrap, kafka_topic, pipeline)
+
+
+def test_a_webhook_at_the_body_limit_is_published(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given a source with no mapping, and a JSON payload at the webhook body limit
+    source_id = webhook_source(pipeline, "none")
+    blob = "x" * (MAX_WEBHOOK_BYTES - 20)
+    body = json_body({"blob": blob})
+    assert len(body) <= MAX_WEBHOOK_BYTES
+
+    # When it is posted
+    response = send(gateway, source_id, body)
+
+    # Then it is published whole, its envelope within what the producer can send
+    assert_accepted(response)
+    assert the_record(kafka_bootstrap, kafka_topic, pipeline).value["properties"]["payload"]["blob"] == blob

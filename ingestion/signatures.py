@@ -2,8 +2,10 @@
 
 Owns two things, neither of which touches a Django request:
 
-* the server-side HMAC of ``POST /v1/events`` and ``/v1/batch`` (``X-Signature`` over
-  ``<X-Timestamp>.<raw body>``, SPEC §2), with ``sign_server_request`` for clients, tests and docs;
+* the server-side HMAC of ``POST /v1/events`` and ``/v1/batch``, with ``sign_server_request`` for
+  clients, tests and docs: ``X-Signature: v2=<hex>`` over ``<X-Timestamp>.<METHOD> <path>.<raw body>``,
+  bound to the request it was made for, and SPEC §2's ``sha256=<hex>`` over ``<X-Timestamp>.<raw
+  body>`` (v1), accepted while ``SERVER_SIGNATURE_V1`` is on (see README, "Signing server requests");
 * each third-party webhook scheme, verified exactly as its vendor documents it (``verify_webhook``),
   declared once in ``SCHEMES``: the webhook source model takes its choices from there.
 
@@ -88,11 +90,26 @@ def _misconfigured(source_id: str, detail: str) -> InvalidSignature:
 # -- server-side HMAC (SPEC §2) -----------------------------------------------------------------
 
 
-def sign_server_request(secret: bytes, body: bytes, timestamp_ms: int) -> dict[str, str]:
-    """The ``X-Signature`` and ``X-Timestamp`` headers a server-side client sends with ``body``."""
+def sign_server_request(
+    secret: bytes, body: bytes, timestamp_ms: int, *, method: str | None = None, path: str | None = None
+) -> dict[str, str]:
+    """The ``X-Signature`` and ``X-Timestamp`` headers a server-side client sends with ``body``: v2,
+    bound to ``method`` and ``path``, when they are given; v1 otherwise."""
     timestamp = str(int(timestamp_ms))
-    digest = _hmac(secret, timestamp.encode() + b"." + body)
-    return {"X-Signature": "sha256=" + digest.hex(), "X-Timestamp": timestamp}
+    if method is None or path is None:
+        return {"X-Signature": "sha256=" + _hmac(secret, _v1_message(timestamp, body)).hex(), "X-Timestamp": timestamp}
+    digest = _hmac(secret, _v2_message(timestamp, method, path, body))
+    return {"X-Signature": "v2=" + digest.hex(), "X-Timestamp": timestamp}
+
+
+def _v1_message(timestamp: str, body: bytes) -> bytes:
+    return timestamp.encode() + b"." + body
+
+
+def _v2_message(timestamp: str, method: str, path: str, body: bytes) -> bytes:
+    # The method and path as the gateway routes them (no query); a signature for /v1/batch does not
+    # verify on /v1/events. Non-ASCII cannot occur in a path daphne accepts; replaced, never raised.
+    return f"{timestamp}.{method} {path}.".encode("utf-8", "replace") + body
 
 
 def verify_server_signature(
@@ -102,15 +119,25 @@ def verify_server_signature(
     signature_header: str | None,
     timestamp_header: str | None,
     now: float,
+    method: str,
+    path: str,
+    accept_v1: bool = True,
     tolerance: float = SERVER_TOLERANCE_SECONDS,
 ) -> None:
-    """Accept ``body`` when ``X-Signature`` is its HMAC under any active secret and ``X-Timestamp``
-    (unix ms) is within ``tolerance`` seconds of ``now``, either way."""
+    """Accept ``body`` when ``X-Signature`` is its HMAC under any active secret (``v2=``: with the
+    request's ``method`` and ``path``; ``sha256=``, v1: without, while ``accept_v1``) and
+    ``X-Timestamp`` (unix ms) is within ``tolerance`` seconds of ``now``, either way."""
     if not signature_header:
         raise InvalidSignature("X-Signature header is missing")
     scheme, _, given = signature_header.strip().partition("=")
-    if scheme.lower() != "sha256" or not given:
-        raise InvalidSignature("X-Signature must look like sha256=<hex>")
+    scheme = scheme.lower()
+    if scheme not in {"sha256", "v2"} or not given:
+        raise InvalidSignature("X-Signature must look like v2=<hex> (or sha256=<hex>)")
+    if scheme == "sha256" and not accept_v1:
+        raise InvalidSignature(
+            "sha256= signatures, over the timestamp and body only, are no longer accepted: send v2=<hex>, "
+            "the HMAC of <X-Timestamp>.<METHOD> <path>.<body>"
+        )
     timestamp = (timestamp_header or "").strip()
     if not timestamp:
         raise StaleTimestamp("X-Timestamp header is missing")
@@ -118,11 +145,13 @@ def verify_server_signature(
         raise StaleTimestamp("X-Timestamp must be unix milliseconds")
     if not secrets:
         raise InvalidSignature("this pipeline has no active signing secret")
-    message = timestamp.encode() + b"." + body
+    message = _v1_message(timestamp, body) if scheme == "sha256" else _v2_message(timestamp, method, path, body)
     # Every secret is tried, so timing does not tell which one exists.
     matches = [_hex_matches(_hmac(secret, message), given) for secret in secrets]
     if not any(matches):
-        raise InvalidSignature("X-Signature does not match the body")
+        raise InvalidSignature(
+            "X-Signature does not match the body" if scheme == "sha256" else "X-Signature does not match the request"
+        )
     timestamp_s = int(timestamp) / 1000
     if abs(now - timestamp_s) > tolerance and abs(now - int(timestamp)) <= tolerance:
         raise StaleTimestamp("X-Timestamp looks like unix seconds; it must be unix milliseconds")

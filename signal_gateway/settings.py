@@ -148,6 +148,9 @@ REDIS_HOT_PATH_TIMEOUT = env_float("REDIS_HOT_PATH_TIMEOUT", 0.25)
 # body from the end of its headers. Twisted's idle timer alone restarts on every byte a client trickles.
 HTTP_HEADERS_TIMEOUT = env_float("HTTP_HEADERS_TIMEOUT", 10.0)
 HTTP_BODY_TIMEOUT = env_float("HTTP_BODY_TIMEOUT", 30.0)
+# Server-side signatures over the timestamp and body only (sha256=, SPEC §2), not bound to a path:
+# accepted until every client signs v2= (README, "Signing server requests").
+SERVER_SIGNATURE_V1 = env_bool("SERVER_SIGNATURE_V1", True)
 
 
 def _dev_encryption_key(secret: str) -> str:

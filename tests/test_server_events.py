@@ -7,6 +7,8 @@ hold the gateway to the wire contract of SPEC §2: ``X-Signature: sha256=<hex>``
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -284,3 +286,79 @@ def test_a_third_secret_retires_the_oldest_and_the_two_newest_keep_verifying(
     assert with_second.status == 200, with_second.body
     records = published(kafka_bootstrap, kafka_topic, pipeline, expect=3)
     assert len(records) == 3  # one for the second secret's propagation, one for the third's, one more
+
+
+# -- the signature and the path (issue 11, found 12) ----------------------------------------------------------
+
+
+def v2_signature_headers(secret: str, body: bytes, path: str, method: str = "POST") -> dict[str, str]:
+    """A v2 signature, computed here: HMAC-SHA256 over ``<X-Timestamp>.<METHOD> <path>.<raw body>``."""
+    stamp = str(now_ms())
+    message = f"{stamp}.{method} {path}.".encode() + body
+    return {"X-Signature": "v2=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest(), "X-Timestamp": stamp}
+
+
+def test_a_signed_batch_replayed_to_the_events_path_is_refused(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given a batch, signed with a v1 signature (over the timestamp and body only), whose top level
+    # also reads as one event
+    body = raw_body({"batch": [EVENT], **EVENT})
+    headers = signature_headers(pipeline.signing_secret, body)
+    first = post(gateway.url + "/v1/batch", body, key=pipeline.pipeline_key, headers=headers)
+    assert first.status == 200, first.body
+
+    # When someone who saw it replays the same bytes and headers to /v1/events
+    replayed = send(gateway, pipeline, body, headers)
+
+    # Then it is refused (it was accepted), and only the batch's event is in Kafka
+    assert_error(replayed, 400, "INVALID_PAYLOAD")
+    assert "/v1/batch" in replayed.json()["error"]["message"]
+    assert len(published(kafka_bootstrap, kafka_topic, pipeline, expect=1)) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/batch"])
+def test_a_v2_signature_over_method_path_and_body_is_accepted(
+    gateway: Gateway, pipeline: PipelineCreated, path: str
+) -> None:
+    # Given a body signed v2 for the path it is posted to
+    body = raw_body({"batch": [EVENT]} if path == "/v1/batch" else EVENT)
+    headers = v2_signature_headers(pipeline.signing_secret, body, path)
+
+    # When it is posted there
+    response = post(gateway.url + path, body, key=pipeline.pipeline_key, headers=headers)
+
+    # Then it is accepted
+    assert response.status == 200, response.body
+
+
+def test_a_v2_signature_made_for_another_path_is_refused(
+    gateway: Gateway, pipeline: PipelineCreated, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    # Given an event signed v2 for /v1/batch
+    body = raw_body(EVENT)
+    headers = v2_signature_headers(pipeline.signing_secret, body, "/v1/batch")
+
+    # When it is posted to /v1/events
+    response = send(gateway, pipeline, body, headers)
+
+    # Then the signature does not match, and nothing is published
+    assert_error(response, 401, "INVALID_SIGNATURE")
+    assert published(kafka_bootstrap, kafka_topic, pipeline) == []
+
+
+def test_v1_signatures_are_refused_once_the_operator_turns_them_off(
+    gateway_factory: Callable[..., Gateway], pipeline: PipelineCreated
+) -> None:
+    # Given a gateway whose operator has moved every client to v2
+    own = gateway_factory(SERVER_SIGNATURE_V1="false")
+    body = raw_body(EVENT)
+
+    # When a v1 and a v2 signature are sent
+    v1 = send(own, pipeline, body, signature_headers(pipeline.signing_secret, body))
+    v2 = send(own, pipeline, body, v2_signature_headers(pipeline.signing_secret, body, "/v1/events"))
+
+    # Then only v2 is accepted, and the refusal says what to send instead
+    assert_error(v1, 401, "INVALID_SIGNATURE")
+    assert "v2=" in v1.json()["error"]["message"]
+    assert v2.status == 200, v2.body

@@ -42,9 +42,29 @@ def server_headers(secret: bytes, body: bytes, timestamp_ms: int) -> tuple[str, 
 
 
 def verify_server(
-    signature: str | None, timestamp: str | None, *, body: bytes = BODY, secrets: tuple[bytes, ...] = (SECRET,)
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    body: bytes = BODY,
+    secrets: tuple[bytes, ...] = (SECRET,),
+    method: str = "POST",
+    path: str = "/v1/events",
+    accept_v1: bool = True,
 ) -> None:
-    verify_server_signature(secrets=secrets, body=body, signature_header=signature, timestamp_header=timestamp, now=NOW)
+    verify_server_signature(
+        secrets=secrets,
+        body=body,
+        signature_header=signature,
+        timestamp_header=timestamp,
+        now=NOW,
+        method=method,
+        path=path,
+        accept_v1=accept_v1,
+    )
+
+
+def v2_headers(secret: bytes, body: bytes, timestamp_ms: int, target: str = "POST /v1/events") -> tuple[str, str]:
+    return "v2=" + hex_hmac(secret, f"{timestamp_ms}.{target}.".encode() + body), str(timestamp_ms)
 
 
 def source(
@@ -170,6 +190,37 @@ def test_server_timestamp_sent_in_seconds_is_stale_and_says_milliseconds() -> No
 
     with pytest.raises(StaleTimestamp, match="milliseconds"):
         verify_server(signature, timestamp)
+
+
+def test_server_request_signed_v2_over_method_path_and_body_is_accepted() -> None:
+    signature, timestamp = v2_headers(SECRET, BODY, NOW_MS)
+
+    verify_server(signature, timestamp)
+
+
+@pytest.mark.parametrize("target", ["POST /v1/batch", "PUT /v1/events", "POST /v1/events/", "post /v1/events"], ids=str)
+def test_server_request_signed_v2_for_another_method_or_path_is_rejected(target: str) -> None:
+    signature, timestamp = v2_headers(SECRET, BODY, NOW_MS, target)
+
+    with pytest.raises(InvalidSignature):
+        verify_server(signature, timestamp)
+
+
+def test_sign_server_request_with_a_method_and_path_produces_a_v2_signature() -> None:
+    headers = sign_server_request(SECRET, BODY, NOW_MS, method="POST", path="/v1/batch")
+
+    assert headers == {
+        "X-Signature": "v2=" + hex_hmac(SECRET, b"1700000000000.POST /v1/batch." + BODY),
+        "X-Timestamp": "1700000000000",
+    }
+    verify_server(headers["X-Signature"], headers["X-Timestamp"], path="/v1/batch")
+
+
+def test_a_v1_signature_is_rejected_when_v1_is_turned_off_and_the_error_says_to_sign_v2() -> None:
+    signature, timestamp = server_headers(SECRET, BODY, NOW_MS)
+
+    with pytest.raises(InvalidSignature, match="v2="):
+        verify_server(signature, timestamp, accept_v1=False)
 
 
 def test_server_request_for_a_pipeline_without_secrets_is_rejected() -> None:

@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    # Its templates and static files: /docs serves our own copy of Swagger UI, not a CDN's.
+    "ninja",
     "pipelines",
     "ingestion",
 ]

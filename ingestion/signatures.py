@@ -323,6 +323,13 @@ def _standard_webhooks_secret_problem(secret: str) -> str | None:
     return None
 
 
+def _shared_secret_problem(secret: str) -> str | None:
+    # HTTP trims a header value's ends (RFC 9110 5.5), so such a secret could never be matched.
+    if secret != secret.strip() or any(ord(char) < 0x20 or ord(char) == 0x7F for char in secret):
+        return "a shared secret travels in a header: no spaces at its ends and no control characters"
+    return None
+
+
 @dataclass(frozen=True)
 class Scheme:
     """A webhook signature scheme: its name in the admin, its verifier, and what its secret must be."""
@@ -343,7 +350,7 @@ SCHEMES: dict[str, Scheme] = {
         "Standard Webhooks (Svix)", _verify_standard_webhooks, secret_problem=_standard_webhooks_secret_problem
     ),
     "generic-hmac": Scheme("Generic HMAC", _verify_generic_hmac),
-    "shared-secret": Scheme("Shared secret header", _verify_shared_secret),
+    "shared-secret": Scheme("Shared secret header", _verify_shared_secret, secret_problem=_shared_secret_problem),
     "none": Scheme("None (unauthenticated)", _verify_none, needs_secret=False),
 }
 

@@ -159,14 +159,22 @@ class ProbeWire:
 class ProbeServer:
     """What daphne's WebRequest asks of its server before the application is involved."""
 
+    proxy_forwarded_address_header = None
+    root_path = ""
+
     def __init__(self) -> None:
         self.connections: dict[Any, dict[str, Any]] = {}
+        self.scopes: list[dict[str, Any]] = []
 
     def protocol_connected(self, protocol: Any) -> None:
         self.connections[protocol] = {}
 
     def protocol_disconnected(self, protocol: Any) -> None:
         self.connections.pop(protocol, None)
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> None:
+        self.scopes.append(scope)  # and no application: the request goes no further
+        return None
 
 
 @pytest.fixture
@@ -273,6 +281,27 @@ def test_the_headers_deadline_runs_from_the_first_byte_whatever_the_client_trick
     # Then the deadline answered after 1 s
     assert transport.value().endswith(b"HEADERS_TIMEOUT 0 1"), transport.value()
     assert clock.seconds() == pytest.approx(1.0)
+
+
+def test_a_request_that_arrives_in_one_read_sets_no_timer(wire_connection: Any) -> None:
+    # Given a connection whose timers are counted
+    protocol, transport, clock = wire_connection()
+    timers: list[float] = []
+
+    def counted(seconds: float, *args: Any) -> Any:
+        timers.append(seconds)
+        return clock.callLater(seconds, *args)
+
+    protocol.callLater = counted
+
+    # When a whole request, headers and body, arrives in one read (as nearly all do)
+    protocol.dataReceived(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+
+    # Then it went on to the application without a deadline ever being set (each costs the loop a
+    # timer to add and cancel)
+    assert protocol._channel.factory.server.scopes[0]["path"] == "/big"
+    assert timers == []
+    assert transport.value() == b""
 
 
 def test_the_body_deadline_runs_from_the_end_of_the_headers(wire_connection: Any) -> None:

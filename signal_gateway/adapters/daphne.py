@@ -183,21 +183,24 @@ def _classes(http_protocol: Any) -> tuple[type, Any]:
         refused = False
         body_limit: int | None = None
         _path_text = ""
+        # What the request being read waits for: its headers, its body, or nothing (None). Its
+        # deadline is set only when a read ends with the request still incomplete: a request that
+        # arrives whole in one read, as nearly all do, costs no timer.
+        _awaiting: Refusal | None = None
         _deadline: Any = None  # the running deadline's DelayedCall
         _linger_end: Any = None
 
         # -- deadlines -----------------------------------------------------------------------
 
         def dataReceived(self, data: bytes) -> None:
-            if self._deadline is None and not self._handlingRequest and _config.wire is not None:
-                # The first byte of a request: its headers have until the deadline.
-                self._start_deadline(_config.headers_timeout, Refusal.HEADERS_TIMEOUT)
+            if self._awaiting is None and not self._handlingRequest and _config.wire is not None:
+                self._awaiting = Refusal.HEADERS_TIMEOUT  # the first byte of a request
             super().dataReceived(data)
-
-        def _start_deadline(self, seconds: float, reason: Refusal) -> None:
-            self._stop_deadline()
-            if seconds > 0:
-                self._deadline = self._later(seconds, self._expired, reason)
+            if self._awaiting is not None and self._deadline is None and not self.refused:
+                headers = self._awaiting is Refusal.HEADERS_TIMEOUT
+                seconds = _config.headers_timeout if headers else _config.body_timeout
+                if seconds > 0:
+                    self._deadline = self._later(seconds, self._expired, self._awaiting)
 
         def _later(self, seconds: float, function: Any, *args: Any) -> Any:
             later: Any = self.callLater  # the reactor's (HTTPFactory.buildProtocol sets it), or a test's clock
@@ -220,21 +223,20 @@ def _classes(http_protocol: Any) -> tuple[type, Any]:
             if wire is None:
                 super().allHeadersReceived()
                 return
+            self._stop_deadline()
             self._path_text = _path_of(self._path)
             self.body_limit = limit = _call(wire.body_limit, self._path_text, default=None)
             if self.length is not None and limit is not None and self.length > limit:
                 self.refuse(Refusal.BODY_TOO_LARGE)  # before Twisted answers "100 Continue"
                 return
-            if self.length == 0:
-                self._stop_deadline()
-            else:
-                self._start_deadline(_config.body_timeout, Refusal.BODY_TIMEOUT)
+            self._awaiting = Refusal.BODY_TIMEOUT if self.length != 0 else None
             super().allHeadersReceived()
 
         def allContentReceived(self) -> None:
             if self.refused:
                 return
             self._stop_deadline()
+            self._awaiting = None
             super().allContentReceived()
 
         def requestDone(self, request: Any) -> None:

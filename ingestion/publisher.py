@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingestion import metrics
 from ingestion.errors import Unavailable
-from ingestion.records import Record
+from ingestion.records import PRODUCER_MAX_MESSAGE_BYTES, Record
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ def producer_config(bootstrap: str, linger_ms: float = 2.0, message_timeout_ms: 
         "compression.type": "lz4",
         # A short linger lets concurrent requests share a produce request without adding visible latency.
         "linger.ms": linger_ms,
+        # Said, not left to librdkafka's default: ingestion.records refuses (413) what would not fit.
+        "message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
         "queue.buffering.max.messages": 200_000,
         "queue.buffering.max.kbytes": 262_144,
         # Records a request gave up on (and spooled) may still land; past this, librdkafka stops trying.

@@ -72,14 +72,15 @@ OPERATIONS = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
-    ("POST", "/v1/t"),
-    ("POST", "/v1/p"),
-    ("POST", "/v1/i"),
-    ("POST", "/v1/g"),
+    *(("POST", f"/v1/{short}") for short in ("t", "p", "i", "g", "a", "s", "b")),
+    *(("POST", f"/v1/{name}") for name in ("track", "page", "screen", "identify", "group", "alias")),
     ("POST", "/v1/events"),
     ("POST", "/v1/batch"),
     ("GET", "/v1/pixel/{event_type}"),
     ("POST", "/v1/webhook"),
+    ("GET", "/v1/projects/{write_key}/settings"),
+    ("GET", "/sourceConfig/"),
+    ("POST", "/beacon/v1/batch"),
 ]
 
 
@@ -109,6 +110,10 @@ def send(case: Any, target: dict[str, Any]) -> tuple[requests.Response, dict[str
             kwargs["params"] = {**kwargs.get("params", {}), "wk": created.pipeline_key}
         if case.path == "/v1/webhook":
             kwargs["params"] = {**kwargs.get("params", {}), "source": target["source"]}
+        if case.path in ("/sourceConfig/", "/beacon/v1/batch"):
+            kwargs["params"] = {**kwargs.get("params", {}), "writeKey": created.pipeline_key}
+        if case.path == "/v1/projects/{write_key}/settings":
+            kwargs["url"] = f"{target['url']}/v1/projects/{created.pipeline_key}/settings"
         if body is not None and headers.get("Content-Encoding", "").lower() == "gzip":
             body = gzip.compress(body)
         if case.path in SIGNED_PATHS and body is not None:

@@ -241,7 +241,7 @@ def main() -> int:
         call_command("migrate", verbosity=0)
         from pipelines.services import pipeline_create
 
-        key = pipeline_create(name="In-process bench").pipeline_key
+        key = pipeline_create(name="In-process bench", rate_limit_rps=10_000_000).pipeline_key
         from signal_gateway.asgi import application
 
         warm = [make_body(-n) for n in range(1, 2 * args.concurrency + 1)]

@@ -60,8 +60,9 @@ def valid_tokens() -> set[str]:
     """Every token ``pipeline_record`` answers for: active keys and enabled webhook sources.
 
     One query. The key store holds this set to refuse an unknown token without asking anyone."""
-    keys = PipelineKey.objects.filter(status=Status.ACTIVE).values_list("key", flat=True)
-    sources = Source.objects.filter(kind=Source.Kind.WEBHOOK, enabled=True).values_list("id", flat=True)
+    # No ORDER BY (the models' default ordering): SQLite refuses one inside a compound statement.
+    keys = PipelineKey.objects.filter(status=Status.ACTIVE).order_by().values_list("key", flat=True)
+    sources = Source.objects.filter(kind=Source.Kind.WEBHOOK, enabled=True).order_by().values_list("id", flat=True)
     return set(keys.union(sources, all=True))
 
 

@@ -20,7 +20,8 @@ def test_bin_demo_serves_healthz_and_prints_a_key_that_works(tmp_path: Path) -> 
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SECRET_KEY", "ENCRYPTION_KEY"}
+        if key
+        not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SECRET_KEY", "ENCRYPTION_KEY", "SPOOL_DIR"}
     }
     env.update(PORT=str(port), DEMO_KAFKA_PORT=str(broker_port), GATEWAY_VAR_DIR=str(tmp_path))
     log = tmp_path / "demo.log"
@@ -47,9 +48,13 @@ def test_bin_demo_serves_healthz_and_prints_a_key_that_works(tmp_path: Path) -> 
             time.sleep(0.5)
 
         response = post(f"http://127.0.0.1:{port}/v1/t", {"event": "Signed Up", "properties": {"plan": "pro"}}, key=key)
+        unknown = post(f"http://127.0.0.1:{port}/v1/t", {"event": "Signed Up"}, key="dk_" + "u" * 32)
 
         assert healthy, log.read_text()
         assert (response.status, response.json()) == (200, {"success": True})
+        assert unknown.status == 401
+        # On SQLite too, the key store loads its directory of valid tokens (it refused the unknown key)
+        assert "could not load the key directory" not in log.read_text()
         assert f"curl -s -X POST http://127.0.0.1:{port}/v1/t -H 'Authorization: Bearer {key}'" in log.read_text()
     finally:
         os.killpg(demo.pid, signal.SIGTERM)

@@ -279,11 +279,11 @@ def gateway_counts(server: Server) -> dict[str, int]:
         raise BenchError(f"/metrics answered {status}: {body[:300]!r}")
     counts: dict[str, int] = {}
     for line in body.decode().splitlines():
-        match = re.match(r"^gateway_events_total\{(.*)\} (\d+)$", line)
+        match = re.match(r"^gateway_events_total\{(.*)\} ([0-9.e+]+)$", line)
         if match:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
             name = f"{labels.get('source', '?')}/{labels.get('outcome', '?')}"
-            counts[name] = counts.get(name, 0) + int(match.group(2))
+            counts[name] = counts.get(name, 0) + int(float(match.group(2)))
     return counts
 
 

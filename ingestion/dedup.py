@@ -34,6 +34,24 @@ from ingestion import metrics
 from ingestion.redis_pipe import RedisPipe, RedisUnavailable
 
 PENDING_SECONDS = 60
+# From this many marks on, a request's marks are placed (and settled) by one Lua script rather than a
+# command each: one reply to parse instead of a hundred (bench/inprocess.py --redis, 100-event batches).
+SCRIPT_FROM = 5
+# KEYS: the marks; ARGV[1]: the pending marks' lifetime. Returns each mark's old value (nil: new).
+_PLACE = """
+local old = {}
+for i, key in ipairs(KEYS) do
+  old[i] = redis.call('SET', key, 'p', 'NX', 'GET', 'EX', ARGV[1])
+end
+return old
+"""
+# KEYS: the marks; ARGV[1]: the window. Pending marks become delivered ones.
+_DELIVER = """
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, 'd', 'XX', 'EX', ARGV[1])
+end
+return 0
+"""
 KEY_PREFIX = b"sg:dd:"
 LOCAL_MAX_MARKS = 1_000_000
 _PENDING, _DELIVERED = b"p", b"d"
@@ -111,14 +129,21 @@ class Dedup:
                 else:
                     self._local.pop(key, None)
             return
-        if delivered:
-            self._redis.send([("SET", key, _DELIVERED, "XX", "EX", self.window_seconds) for key in keys])
-        else:
+        if not delivered:
             self._redis.send([("DEL", *keys)])
+        elif len(keys) >= SCRIPT_FROM:
+            self._redis.send([("EVAL", _DELIVER, len(keys), *keys, self.window_seconds)])
+        else:
+            self._redis.send([("SET", key, _DELIVERED, "XX", "EX", self.window_seconds) for key in keys])
 
     async def _place(self, keys: list[bytes]) -> list[bytes | None]:
         if self._redis is None:
             return self._place_locally(keys)
+        if len(keys) >= SCRIPT_FROM:
+            [replies] = await self._redis.call([("EVAL", _PLACE, len(keys), *keys, PENDING_SECONDS)])
+            if isinstance(replies, Exception):
+                raise RedisUnavailable(f"redis refused the dedup marks: {replies}")
+            return [None if reply is False else reply for reply in replies]
         replies = await self._redis.call([("SET", key, _PENDING, "NX", "GET", "EX", PENDING_SECONDS) for key in keys])
         if any(isinstance(reply, Exception) for reply in replies):
             raise RedisUnavailable(

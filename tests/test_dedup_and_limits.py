@@ -176,3 +176,26 @@ def test_a_stalled_redis_fails_calls_within_the_timeout(tcp_proxy: Callable[[int
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < 1.5
+
+
+def test_a_big_batchs_marks_go_in_one_script_with_the_same_answers() -> None:
+    async def scenario() -> tuple[list[bool], int, list[bool], bool, int]:
+        pipe = RedisPipe(settings.REDIS_URL)
+        dedup = Dedup(pipe, window_seconds=60)
+        pid = pipeline_id()
+        ids = [f"m-{n}" for n in range(100)]
+        # Given a batch of 100 events claimed and delivered (one command each way)
+        first = await dedup.claim(pid, ids)
+        commands = pipe.commands
+        dedup.settle(first.keys, delivered=True)
+        # When the batch comes again, and a new event of it is still pending elsewhere
+        await dedup.claim(pid, ["m-100"])
+        again = await dedup.claim(pid, [*ids, "m-100"])
+        return first.publish, commands, again.publish, again.in_flight, again.duplicates
+
+    first, commands, again, in_flight, duplicates = asyncio.run(scenario())
+
+    # Then the first claim took one command and published all; the second publishes none, counts the
+    # hundred delivered ones as duplicates and the pending one as in flight
+    assert first == [True] * 100 and commands == 1
+    assert again == [False] * 101 and duplicates == 100 and in_flight

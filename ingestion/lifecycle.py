@@ -102,6 +102,7 @@ def _ensure_topics_until_done() -> None:
 
 
 def stop() -> None:
+    metrics.flush()
     # Whatever the producer still holds is in the spool too (its requests spooled it), or is
     # best effort (rejected-events): a short flush, not a wait for a broker that may be gone.
     left = get_publisher().close(timeout=2.0)

@@ -1,6 +1,7 @@
 """A small periodic task on each gateway process's event loop, for the operators' gauges.
 
-Every half second it measures how late the loop ran its timer (``gateway_event_loop_lag_seconds``:
+Every half second it adds the request path's tallies to prometheus-client (ingestion.metrics.flush),
+measures how late the loop ran its timer (``gateway_event_loop_lag_seconds``:
 the worst of the last ~10 s, so a scrape every 15 s still sees a spike), samples the producer's
 local queue (``gateway_kafka_queue_depth``) and the process's resident memory; every 15 s it runs
 the readiness check, so ``gateway_ready`` is current even where nothing polls /readyz.
@@ -80,6 +81,7 @@ async def run(
             logger.exception("could not sample the Kafka queue depth")
             depth = 0
         metrics.loop_sample(lag_seconds=max(recent), queue_depth=depth, resident_bytes=resident_bytes())
+        metrics.flush()  # the request path's tallies, into prometheus-client
 
 
 async def _check(check_ready: Callable[[], Awaitable[Any]]) -> None:

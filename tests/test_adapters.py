@@ -371,3 +371,33 @@ def test_sigterm_reaches_the_gateways_handler_not_twisteds(tmp_path: Path) -> No
     # Then the gateway's handler ran (Twisted's would stop without a word) and the process exited cleanly
     assert "sigterm handled by the gateway" in log_path.read_text()
     assert code == 0
+
+
+# -- prometheus-client: many observations of a histogram at once --------------------------------
+
+
+def test_a_tally_added_to_a_histogram_exports_what_observing_each_value_would() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from signal_gateway.adapters import prometheus
+
+    # Given two identical histograms, and observations that land in several buckets, +Inf included
+    values = [0.0005, 0.001, 0.003, 0.003, 0.2, 7.0, 42.0]
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    one_by_one, tallied = (
+        Histogram("probe_seconds", "probe", ["endpoint"], buckets=(0.001, 0.01, 1.0, 10.0), registry=r).labels("/x")
+        for r in registries
+    )
+
+    # When one observes each value and the other gets them as a tally
+    for value in values:
+        one_by_one.observe(value)
+    bounds = prometheus.upper_bounds(tallied)
+    counts = [0.0] * len(bounds)
+    for value in values:
+        counts[next(i for i, bound in enumerate(bounds) if value <= bound)] += 1
+    prometheus.add_observations(tallied, counts, sum(values))
+
+    # Then both export the same samples
+    assert list(bounds) == [0.001, 0.01, 1.0, 10.0, float("inf")]
+    assert generate_latest(registries[0]) == generate_latest(registries[1])

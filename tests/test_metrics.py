@@ -17,6 +17,9 @@ from tests.fixtures.scrape import scrape
 from tests.fixtures.serve import start_serve
 
 EVENTS = 40
+# Each worker adds its tally to the shared files every half second (ingestion.metrics.flush, run by
+# ingestion.monitor): what another worker counted is in a scrape within this.
+FLUSHED = 2 * monitor.INTERVAL_SECONDS + 0.2
 
 
 def send_events(url: str, key: str, n: int) -> list[int]:
@@ -32,6 +35,7 @@ def test_one_scrape_returns_the_sum_over_both_workers(
     try:
         # When 40 events arrive spread over both, and Prometheus scrapes the port four times
         statuses = send_events(serve.url, pipeline.pipeline_key, EVENTS)
+        time.sleep(FLUSHED)
         per_worker = serve.counts_by_worker("gateway_events_total", source="browser", outcome="accepted")
         scrapes = [scrape(serve.url) for _ in range(4)]
     finally:
@@ -53,6 +57,7 @@ def test_restarting_serve_does_not_bring_back_the_old_counts(
     first = start_serve(gateway_env, tmp_path, metrics_dir, workers=2)
     try:
         assert send_events(first.url, pipeline.pipeline_key, 5) == [200] * 5
+        time.sleep(FLUSHED)
         before = scrape(first.url).value("gateway_events_total", source="browser", outcome="accepted")
         old_pids = first.worker_pids()
     finally:
@@ -62,6 +67,7 @@ def test_restarting_serve_does_not_bring_back_the_old_counts(
     second = start_serve(gateway_env, tmp_path, metrics_dir, workers=2)
     try:
         assert send_events(second.url, pipeline.pipeline_key, 2) == [200] * 2
+        time.sleep(FLUSHED)
         after = scrape(second.url)
         new_pids = second.worker_pids()
         leftover = sorted(p.name for p in metrics_dir.glob("*.db") if int(p.stem.rsplit("_", 1)[1]) in old_pids)
@@ -83,6 +89,7 @@ def test_a_worker_killed_with_sigkill_leaves_the_live_gauges_and_stops_the_set(
     serve = start_serve(gateway_env, tmp_path, tmp_path / "metrics", workers=2)
     try:
         assert send_events(serve.url, pipeline.pipeline_key, 4) == [200] * 4
+        time.sleep(FLUSHED)  # what each worker counted is in its file, as a scrape would find it
         victim, survivor = sorted(serve.worker_pids())
 
         # When one worker is killed outright (no chance to clean up after itself)
@@ -175,6 +182,7 @@ def test_request_latency_is_a_histogram_per_route_template_summed_over_workers(
         # When 12 track calls and 6 pixels of made-up types arrive, and Prometheus scrapes once
         statuses = send_events(serve.url, pipeline.pipeline_key, 12)
         pixels = [request("GET", f"{serve.url}/v1/pixel/type-{i}?wk={pipeline.pipeline_key}").status for i in range(6)]
+        time.sleep(FLUSHED)
         result = scrape(serve.url)
     finally:
         serve.stop()
@@ -244,3 +252,37 @@ def test_the_monitor_reports_readiness_loop_lag_queue_depth_and_memory(gateway) 
     assert lag is not None and 0 <= lag < 1.0
     assert result.value("gateway_kafka_queue_depth") == 0
     assert (result.value("gateway_resident_memory_bytes") or 0) > 20 * 1024 * 1024
+
+
+def test_the_tally_flushed_to_prometheus_client_matches_observing_each_value() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    def buckets(registry: object, name: str) -> dict[str, float]:
+        return {
+            s.labels["le"]: s.value
+            for m in registry.collect()  # type: ignore[attr-defined]
+            for s in m.samples
+            if s.name == f"{name}_bucket"
+        }
+
+    # Given values on, between and beyond the latency buckets' bounds
+    values = [0.0, *metrics.LATENCY_BUCKETS, *(b * 1.5 for b in metrics.LATENCY_BUCKETS), 1e6]
+    reference_registry = CollectorRegistry()
+    reference = Histogram("reference_seconds", "r", buckets=metrics.LATENCY_BUCKETS, registry=reference_registry)
+    metrics.flush()
+    before = buckets(metrics.REGISTRY, "gateway_kafka_ack_seconds")
+
+    # When the gateway tallies them on its loop and flushes, and the reference observes each one
+    for value in values:
+        metrics.kafka_acked(value)
+        reference.observe(value)
+    unflushed = buckets(metrics.REGISTRY, "gateway_kafka_ack_seconds")
+    metrics.flush()
+    after = buckets(metrics.REGISTRY, "gateway_kafka_ack_seconds")
+
+    # Then nothing reached prometheus-client before the flush, and after it every bucket moved as the
+    # reference's did (an observation equal to a bound counts in that bound's bucket)
+    assert unflushed == before
+    moved = {le: after[le] - before[le] for le in after}
+    assert moved == buckets(reference_registry, "reference_seconds")
+    assert moved["+Inf"] == len(values)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pipelines.services import PipelineCreated
 from tests.fixtures.http import post
 from tests.fixtures.serve import start_serve
+from tests.test_metrics import FLUSHED
 
 
 def test_two_workers_share_one_port_and_stop_together_on_sigterm(
@@ -19,6 +21,7 @@ def test_two_workers_share_one_port_and_stop_together_on_sigterm(
 
         # When 40 clients each send an event on a connection of their own, then SIGTERM arrives
         statuses = [post(serve.url + "/v1/t", {"event": "Spread"}, key=pipeline.pipeline_key).status for _ in range(40)]
+        time.sleep(FLUSHED)  # each worker adds its tally to its metrics file every half second
         handled = serve.counts_by_worker("gateway_events_total", source="browser", outcome="accepted")
         code = serve.stop()
     finally:

@@ -217,6 +217,16 @@ async def drive(application: Any, key: str, bodies: list[bytes], concurrency: in
     return statuses
 
 
+def redis_cpu_seconds(url: str | None) -> float:
+    """The Redis server's CPU so far (INFO cpu), or 0 without Redis."""
+    if not url:
+        return 0.0
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="batch")
@@ -252,13 +262,19 @@ def main() -> int:
         warm = [make_body(-n) for n in range(1, 2 * args.concurrency + 1)]
         bodies = [make_body(n) for n in range(args.requests)]
 
-        async def measured() -> tuple[dict[int, int], float, float, float]:
+        async def measured() -> tuple[dict[int, int], float, float, float, float]:
             await drive(application, key, warm, args.concurrency, args.scenario)  # one loop for both, as in daphne
+            redis_before = redis_cpu_seconds(args.redis)
             process, thread, wall = time.process_time(), time.thread_time(), time.perf_counter()
             statuses = await drive(application, key, bodies, args.concurrency, args.scenario)
-            return statuses, time.process_time() - process, time.thread_time() - thread, time.perf_counter() - wall
+            process, thread, wall = (
+                time.process_time() - process,
+                time.thread_time() - thread,
+                time.perf_counter() - wall,
+            )
+            return statuses, process, thread, wall, redis_cpu_seconds(args.redis) - redis_before
 
-        statuses, process_s, thread_s, wall_s = asyncio.run(measured())
+        statuses, process_s, thread_s, wall_s, redis_s = asyncio.run(measured())
         from ingestion.publisher import get_publisher
 
         get_publisher().close()
@@ -272,6 +288,9 @@ def main() -> int:
         print(f"baseline (orjson loads + dumps): {floor:6.2f} us/event")
         print(f"event-loop thread:               {loop_us:6.2f} us/event  ({loop_us / floor:.1f}x the baseline)")
         print(f"whole process:                   {process_us:6.2f} us/event  ({process_us / floor:.1f}x the baseline)")
+        if args.redis:
+            redis_us = 1e6 * redis_s / events
+            print(f"Redis server:                    {redis_us:6.2f} us/event  (its own process, not in the above)")
         print(f"wall:                            {events / wall_s:,.0f} events/s")
         return 0 if set(statuses) == {200} else 1
     finally:

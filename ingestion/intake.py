@@ -49,6 +49,7 @@ class Input:
     sets_cookies = False  # mints the visitor's identity cookies
     body_limit = payload.MAX_EVENT_BYTES  # after decompression
     too_large: type[ApiError] = PayloadTooLarge
+    max_depth: int | None = payload.MAX_DEPTH  # None: the input checks nesting itself, part by part
 
     def read(self, request: HttpRequest) -> Any:
         """The request's content, parsed: by default its body as a JSON object."""
@@ -59,6 +60,7 @@ class Input:
             content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
             limit=self.body_limit,
             too_large=self.too_large,
+            max_depth=self.max_depth,
         )
 
     async def authenticate(self, request: HttpRequest, content: Any) -> PipelineSnapshot:

@@ -60,18 +60,7 @@ class Batch(intake.Input):
     answer = Answer.BATCH_REPORT
     body_limit = MAX_BATCH_BYTES
     too_large = BatchTooLarge
-
-    def read(self, request: HttpRequest) -> Any:
-        # Nesting is checked item by item (events), so one deep event does not sink the batch.
-        meta = request.META
-        return payload.decode_json_body(
-            request.body,
-            content_type=meta.get("CONTENT_TYPE", ""),
-            content_encoding=meta.get("HTTP_CONTENT_ENCODING", ""),
-            limit=self.body_limit,
-            too_large=self.too_large,
-            max_depth=None,
-        )
+    max_depth = None  # checked item by item (events), so one deep event does not sink the batch
 
     def verify(self, request: HttpRequest, content: Any, pipeline: PipelineSnapshot) -> None:
         _verify(request, pipeline, required=False)
